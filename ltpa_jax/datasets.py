@@ -1,4 +1,4 @@
-"""Datasets by TFDS name, read without TensorFlow into uint8 numpy arrays."""
+"""Datasets by TFDS name, prepared and read without TensorFlow into uint8 numpy arrays."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ltpa_jax import tfds_builders
+from ltpa_jax.tfds_builders import DatasetUnavailableError
+
 READ_BATCH = 2048  # records per `__getitems__` call; one by one is ~100x slower.
+SPLITS = ("train", "test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +25,13 @@ class DatasetInfo:
 DATASETS = {
     # Reference statistics of the CIFAR-100 train split (the PyTorch code's constants).
     "cifar100": DatasetInfo(100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    # The others: statistics of their train splits.
+    "cifar10": DatasetInfo(10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "svhn_cropped": DatasetInfo(
+        10, (32, 32, 3), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
+    ),
+    # Stored 28x28; the model zero-pads it to 32x32 (not done here).
+    "fashion_mnist": DatasetInfo(10, (28, 28, 1), (0.2860,), (0.3530,)),
 }
 
 
@@ -28,6 +39,13 @@ DATASETS = {
 class Split:
   images: np.ndarray  # uint8, (N, H, W, C)
   labels: np.ndarray  # int32, (N,)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+  """`DATASETS[name]`, with a clear error for an unknown name."""
+  if name not in DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}; supported: {', '.join(sorted(DATASETS))}.")
+  return DATASETS[name]
 
 
 def read_split(source) -> Split:
@@ -40,7 +58,45 @@ def read_split(source) -> Split:
   return Split(np.concatenate(images), np.concatenate(labels))
 
 
-def load(name: str, data_dir: str | None) -> dict[str, Split]:
-  """Returns the train and test splits of dataset `name` from TFDS `data_dir`."""
+def load(name: str, data_dir, manual_dir=None, prepare: bool = True) -> dict[str, Split]:
+  """Returns the train and test splits of dataset `name` from TFDS `data_dir`.
+
+  When `name` is not prepared there and `prepare` is set, prepares it first (TF-free, from the
+  source files in `manual_dir` or downloaded; see `tfds_builders.prepare`).
+  """
+  info = dataset_info(name)
+  if not tfds_builders.builder_class(name)(data_dir=data_dir).is_prepared():
+    if not prepare:
+      files = ", ".join(tfds_builders.source_files(name))
+      raise DatasetUnavailableError(
+          f"Dataset {name!r} is not prepared in data_dir {data_dir}. Load it with prepare=True "
+          f"(from these files in manual_dir, or downloaded: {files})."
+      )
+    tfds_builders.prepare(name, data_dir, manual_dir)
   sources = tfds.data_source(name, data_dir=data_dir)
-  return {split: read_split(sources[split]) for split in ("train", "test")}
+  return {split: _checked(name, split, info, _read(name, sources[split])) for split in SPLITS}
+
+
+def _read(name: str, source) -> Split:
+  """`read_split`, naming the files and the fix when they cannot be read."""
+  try:
+    return read_split(source)
+  except (RuntimeError, OSError, ValueError) as e:
+    files = ", ".join(str(f) for f in source.dataset_info.splits[source.split].filepaths)
+    raise DatasetUnavailableError(
+        f"Cannot read {name!r} split {source.split!r} from {files} ({e}). The prepared files are "
+        f"truncated or corrupted: delete the dataset folder {source.dataset_info.data_dir} and "
+        "prepare again."
+    ) from e
+
+
+def _checked(name: str, split: str, info: DatasetInfo, data: Split) -> Split:
+  """`data`, after checking its images are uint8 of `info.image_shape` and its labels in range."""
+  if data.images.dtype != np.uint8 or data.images.shape[1:] != info.image_shape:
+    raise ValueError(
+        f"Dataset {name!r} split {split!r}: expected uint8 images of shape {info.image_shape}, "
+        f"got {data.images.dtype} {data.images.shape[1:]}."
+    )
+  if len(data.labels) and not 0 <= data.labels.min() <= data.labels.max() < info.num_classes:
+    raise ValueError(f"Dataset {name!r} split {split!r}: labels outside 0..{info.num_classes - 1}.")
+  return data

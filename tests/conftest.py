@@ -1,0 +1,69 @@
+"""Shared fixtures: the real datasets (skipped when absent) and a small fake Fashion-MNIST."""
+
+import gzip
+import pathlib
+
+import numpy as np
+import pytest
+from tensorflow_datasets.core.download import checksums
+
+from ltpa_jax import tfds_builders
+
+SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_data_dir(tmp_path_factory):
+  """A TFDS data_dir with the real Fashion-MNIST, prepared once per session from ../shared."""
+  manual_dir = SHARED / "data" / "fashion_mnist"
+  if not manual_dir.is_dir():
+    pytest.skip(f"real Fashion-MNIST archives absent ({manual_dir})")
+  data_dir = tmp_path_factory.mktemp("fashion_mnist_tfds")
+  tfds_builders.prepare("fashion_mnist", str(data_dir), manual_dir=str(manual_dir), download=False)
+  return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def cifar100_data_dir():
+  """The TFDS data_dir in ../shared holding CIFAR-100 (re-split); read only."""
+  data_dir = SHARED / "tensorflow_datasets"
+  if not (data_dir / "cifar100").is_dir():
+    pytest.skip(f"CIFAR-100 (re-split) absent ({data_dir / 'cifar100'})")
+  return str(data_dir)
+
+
+@pytest.fixture
+def register_fake_checksums(monkeypatch):
+  """`register(name, manual_dir)`: for this test only, TFDS expects the checksums of the files in
+  manual_dir (fakes named like the official source files of `name`) instead of the official ones."""
+
+  def register(name, manual_dir):
+    infos = {
+        url: checksums.compute_url_info(manual_dir / filename)
+        for filename, url in tfds_builders.source_files(name).items()
+    }
+    monkeypatch.setattr(tfds_builders.builder_class(name), "url_infos", infos)
+
+  return register
+
+
+def _write_idx(path, array):
+  """Writes a gzipped IDX file of unsigned bytes."""
+  header = bytes([0, 0, 8, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+  path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+@pytest.fixture
+def fake_fashion_mnist(tmp_path, register_fake_checksums):
+  """A manual_dir with small fake Fashion-MNIST archives (checksums registered) and their arrays."""
+  rng = np.random.default_rng(0)
+  manual_dir = tmp_path / "manual"
+  manual_dir.mkdir()
+  splits = {}
+  for split, prefix, n in (("train", "train", 30), ("test", "t10k", 10)):
+    images, labels = rng.integers(0, 256, (n, 28, 28), np.uint8), rng.integers(0, 10, n, np.uint8)
+    _write_idx(manual_dir / f"{prefix}-images-idx3-ubyte.gz", images)
+    _write_idx(manual_dir / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    splits[split] = (images[..., None], labels)
+  register_fake_checksums("fashion_mnist", manual_dir)
+  return manual_dir, splits

@@ -1,0 +1,108 @@
+"""datasets.load: preparation on demand, validation, clear errors, and the real datasets."""
+
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+import pytest
+import requests
+from tensorflow_datasets.core.download import downloader
+
+from ltpa_jax import datasets
+from ltpa_jax import tfds_builders
+
+
+def _snapshot(path):
+  """{path: (size, mtime)} of everything under `path`."""
+  stats = {p: p.stat() for p in pathlib.Path(path).rglob("*")}
+  return {p: (s.st_size, s.st_mtime_ns) for p, s in stats.items()}
+
+
+def _prepared_fake(tmp_path, fake_fashion_mnist):
+  manual_dir, splits = fake_fashion_mnist
+  data_dir = str(tmp_path / "data")
+  tfds_builders.prepare("fashion_mnist", data_dir, manual_dir=str(manual_dir), download=False)
+  return data_dir, splits
+
+
+def test_dataset_infos_match_their_image_shapes():
+  assert set(datasets.DATASETS) == set(tfds_builders.BUILDERS)
+  for info in datasets.DATASETS.values():
+    assert len(info.mean) == len(info.std) == info.image_shape[-1]
+  assert datasets.DATASETS["fashion_mnist"].image_shape == (28, 28, 1)
+
+
+def test_unknown_name_lists_the_supported_ones(tmp_path):
+  supported = "cifar10, cifar100, fashion_mnist, svhn_cropped"
+  with pytest.raises(ValueError, match=f"'imagenet'.*{supported}"):
+    datasets.load("imagenet", str(tmp_path))
+
+
+def test_load_prepares_from_manual_dir_then_only_reads(tmp_path, fake_fashion_mnist):
+  manual_dir, splits = fake_fashion_mnist
+  data_dir = str(tmp_path / "data")
+  data = datasets.load("fashion_mnist", data_dir, manual_dir=str(manual_dir))
+  for split, (images, labels) in splits.items():
+    assert data[split].images.dtype == np.uint8 and data[split].labels.dtype == np.int32
+    got = sorted(zip(data[split].labels.tolist(), map(bytes, data[split].images)))
+    assert got == sorted(zip(labels.tolist(), map(bytes, images)))
+  before = _snapshot(data_dir)
+  datasets.load("fashion_mnist", data_dir, prepare=False)
+  assert _snapshot(data_dir) == before
+
+
+def test_not_prepared_and_offline_names_the_files_to_provide(tmp_path, monkeypatch):
+  def offline(url, **kwargs):
+    raise requests.exceptions.ConnectionError(f"offline (test): {url}")
+
+  monkeypatch.setattr(downloader, "_open_url", offline)  # no test reaches the network
+  data_dir, manual_dir = tmp_path / "data", tmp_path / "manual"
+  manual_dir.mkdir()
+  with pytest.raises(datasets.DatasetUnavailableError) as error:
+    datasets.load("cifar10", str(data_dir), manual_dir=str(manual_dir))
+  for text in (str(data_dir), str(manual_dir), "cifar-10-binary.tar.gz"):
+    assert text in str(error.value)
+  assert not data_dir.exists()
+
+
+def test_not_prepared_with_prepare_off(tmp_path):
+  with pytest.raises(datasets.DatasetUnavailableError, match="not prepared"):
+    datasets.load("cifar10", str(tmp_path / "data"), prepare=False)
+  assert not (tmp_path / "data").exists()
+
+
+def test_unexpected_image_shape_is_reported(tmp_path, fake_fashion_mnist, monkeypatch):
+  data_dir, _ = _prepared_fake(tmp_path, fake_fashion_mnist)
+  info = dataclasses.replace(datasets.DATASETS["fashion_mnist"], image_shape=(32, 32, 1))
+  monkeypatch.setitem(datasets.DATASETS, "fashion_mnist", info)
+  expected = r"'fashion_mnist' split 'train'.*\(32, 32, 1\).*\(28, 28, 1\)"
+  with pytest.raises(ValueError, match=expected):
+    datasets.load("fashion_mnist", data_dir)
+
+
+def test_truncated_file_is_reported_with_the_fix(tmp_path, fake_fashion_mnist):
+  data_dir, _ = _prepared_fake(tmp_path, fake_fashion_mnist)
+  (path,) = [p for p in (tmp_path / "data").rglob("fashion_mnist-train.array_record*")]
+  os.truncate(path, path.stat().st_size // 2)
+  with pytest.raises(datasets.DatasetUnavailableError) as error:
+    datasets.load("fashion_mnist", data_dir)
+  assert str(path) in str(error.value) and "delete the dataset folder" in str(error.value)
+
+
+def test_real_fashion_mnist(fashion_mnist_data_dir):
+  data = datasets.load("fashion_mnist", fashion_mnist_data_dir, prepare=False)
+  info = datasets.DATASETS["fashion_mnist"]
+  for split, n in (("train", 60_000), ("test", 10_000)):
+    assert data[split].images.shape == (n, 28, 28, 1)
+    np.testing.assert_array_equal(np.bincount(data[split].labels, minlength=10), [n // 10] * 10)
+  pixels = data["train"].images / 255.0
+  assert abs(pixels.mean() - info.mean[0]) < 1e-3 and abs(pixels.std() - info.std[0]) < 1e-3
+
+
+def test_real_cifar100_resplit(cifar100_data_dir):
+  data = datasets.load("cifar100", cifar100_data_dir, prepare=False)
+  for split, n in (("train", 50_000), ("test", 10_000)):
+    assert data[split].images.shape == (n, 32, 32, 3) and data[split].images.dtype == np.uint8
+    assert data[split].labels.min() == 0 and data[split].labels.max() == 99
+    np.testing.assert_array_equal(np.bincount(data[split].labels, minlength=100), [n // 100] * 100)

@@ -58,7 +58,9 @@ def read_split(source) -> Split:
   return Split(np.concatenate(images), np.concatenate(labels))
 
 
-def load(name: str, data_dir, manual_dir=None, prepare: bool = True) -> dict[str, Split]:
+def load(
+    name: str, data_dir: str | None, manual_dir: str | None = None, prepare: bool = True
+) -> dict[str, Split]:
   """Returns the train and test splits of dataset `name` from TFDS `data_dir`.
 
   When `name` is not prepared there and `prepare` is set, prepares it first (TF-free, from the

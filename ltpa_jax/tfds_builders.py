@@ -170,7 +170,9 @@ def source_files(name: str) -> dict[str, str]:
   return {cls.url_infos[url].filename: url for url in cls.URLS.values()}
 
 
-def prepare(name: str, data_dir, manual_dir=None, download: bool = True) -> None:
+def prepare(
+    name: str, data_dir: str | None, manual_dir: str | None = None, download: bool = True
+) -> None:
   """Prepares dataset `name` in TFDS `data_dir` as array_record files, without TensorFlow.
 
   Source files come from `manual_dir` when there, else are downloaded (unless `download` is

@@ -1,0 +1,206 @@
+"""VGG19-BN in the reference layout, with optional "Learn To Pay Attention" heads.
+
+Layout (NHWC, 32x32 input): blocks of [conv3x3 -> BatchNorm -> ReLU]; b1 2x64, b2 (2 or 3)x128,
+b3 3x256 (= l1), maxpool, b4 3x512 (= l2), maxpool, b5 3x512 (= l3), maxpool, b6 2x512 with a
+maxpool after each conv, then `dense` (1x1 conv with bias) = the global feature g.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# Channel widths of blocks b1..b6 and of g, before `width_multiplier`.
+BLOCK_FEATURES = (64, 128, 256, 512, 512, 512)
+GLOBAL_FEATURES = 512
+
+
+def _conv_init(init: str):
+  """Kernel initialiser of convs and linears for an init scheme."""
+  if init == "kaiming":  # torch kaiming_normal_(mode="fan_in", nonlinearity="relu"): plain normal.
+    return nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+  if init == "xavier":  # torch xavier_uniform_(gain=sqrt(2)).
+    return nn.initializers.variance_scaling(2.0, "fan_avg", "uniform")
+  raise ValueError(f"init must be 'kaiming' or 'xavier', got {init!r}")
+
+
+def _bn_scale_init(init: str):
+  if init == "kaiming":
+    return nn.initializers.normal(0.01)
+  return nn.initializers.uniform(1.0)
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm with torch semantics: running var is updated with the unbiased batch variance.
+
+  Statistics and normalisation are computed in float32 whatever the compute dtype.
+  """
+
+  init_scheme: str = "kaiming"
+  momentum: float = 0.1  # torch convention: new = (1 - momentum) * old + momentum * batch
+  epsilon: float = 1e-5
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    features = x.shape[-1]
+    scale = self.param("scale", _bn_scale_init(self.init_scheme), (features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+    running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+    x32 = x.astype(jnp.float32)
+    if train:
+      axes = tuple(range(x.ndim - 1))
+      mean = x32.mean(axes)
+      var = jnp.square(x32 - mean).mean(axes)
+      if not self.is_initializing():
+        n = x32.size // features
+        running_mean.value = (1 - self.momentum) * running_mean.value + self.momentum * mean
+        running_var.value = ((1 - self.momentum) * running_var.value
+                             + self.momentum * var * (n / max(n - 1, 1)))
+    else:
+      mean, var = running_mean.value, running_var.value
+    y = (x32 - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
+    return y.astype(self.dtype)
+
+
+class ConvBlock(nn.Module):
+  """`num_convs` x [conv3x3(pad 1, bias) -> BatchNorm -> ReLU], optionally a maxpool after each."""
+
+  features: int
+  num_convs: int
+  pool_each: bool = False
+  init_scheme: str = "kaiming"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    for i in range(self.num_convs):
+      x = nn.Conv(self.features, (3, 3), padding=1, kernel_init=_conv_init(self.init_scheme),
+                  dtype=self.dtype, name=f"conv{i}")(x)
+      x = nn.relu(BatchNorm(self.init_scheme, dtype=self.dtype, name=f"bn{i}")(x, train))
+      if self.pool_each:
+        x = max_pool(x)
+    return x
+
+
+def max_pool(x):
+  return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+class LinearAttention(nn.Module):
+  """Attention of one local feature map l (N,H,W,C) given the global feature g (N,C).
+
+  Returns (g_s, c, a): the attended descriptor (N,C), the raw compatibility scores (N,H,W) and
+  the normalised map (N,H,W).
+  """
+
+  normalisation: str = "softmax"  # softmax over positions, sum of a*l | sigmoid, mean of a*l
+  compatibility: str = "pc"  # pc: <u, l + g> | dp: <l, g>
+  u: nn.Module | None = None  # the shared 1x1 conv u (pc); None = own u
+  init_scheme: str = "kaiming"
+
+  @nn.compact
+  def __call__(self, l, g):
+    if self.compatibility == "pc":
+      u = self.u if self.u is not None else nn.Conv(
+          1, (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme), dtype=l.dtype, name="u")
+      c = u(l + g[:, None, None, :])[..., 0]
+    else:
+      c = jnp.einsum("nhwc,nc->nhw", l, g.astype(l.dtype))
+    c = c.astype(jnp.float32)
+    n, h, w = c.shape
+    if self.normalisation == "softmax":
+      a = jax.nn.softmax(c.reshape(n, h * w), axis=-1).reshape(n, h, w)
+      g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(jnp.float32))
+    else:
+      a = jax.nn.sigmoid(c)
+      g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(jnp.float32)) / (h * w)
+    return g_s, c, a
+
+
+class VGGAttention(nn.Module):
+  """VGG19-BN (reference layout) with optional attention over l1..l3.
+
+  Returns `(logits, maps)`: logits (N, num_classes) float32 and, per attended layer s,
+  maps[f"l{s}"] = {"c": raw scores (N,H,W), "a": normalised map (N,H,W)}.
+  """
+
+  num_classes: int = 100
+  attention: bool = True
+  normalisation: str = "softmax"  # softmax | sigmoid
+  compatibility: str = "pc"  # pc | dp
+  attended_layers: Sequence[int] = (1, 2, 3)
+  aggregation: str = "concat"  # concat: one classifier | indep: one per layer, averaged
+  shared_u: bool = False
+  attention_position: str = "before"  # before | after the max-pools
+  b2_convs: int = 2
+  width_multiplier: float = 1.0
+  init_scheme: str = "kaiming"
+  dtype: Dtype = jnp.float32
+
+  def _width(self, features: int) -> int:
+    return max(1, int(round(features * self.width_multiplier)))
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    if x.shape[1:3] != (32, 32):
+      raise ValueError(f"VGGAttention expects 32x32 inputs, got {x.shape[1:3]}; pad or resize.")
+    x = x.astype(self.dtype)
+    block = lambda s, n, **kw: ConvBlock(self._width(BLOCK_FEATURES[s - 1]), n, init_scheme=self.init_scheme,
+                                         dtype=self.dtype, name=f"block{s}", **kw)
+    x = block(1, 2)(x, train)
+    x = block(2, self.b2_convs)(x, train)
+    local = {}
+    for s, num_convs in ((3, 3), (4, 3), (5, 3)):
+      x = block(s, num_convs)(x, train)
+      pooled = max_pool(x)
+      local[s - 2] = x if self.attention_position == "before" else pooled
+      x = pooled
+    x = block(6, 2, pool_each=True)(x, train)
+    g = nn.Conv(self._width(GLOBAL_FEATURES), (1, 1), kernel_init=_conv_init(self.init_scheme),
+                dtype=self.dtype, name="dense")(x)
+    g = g.reshape(g.shape[0], -1)
+
+    classifier = lambda name: nn.Dense(self.num_classes, kernel_init=_conv_init(self.init_scheme),
+                                       dtype=self.dtype, name=name)
+    if not self.attention:
+      return classifier("classifier")(g).astype(jnp.float32), {}
+
+    shared_u = nn.Conv(1, (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme),
+                       dtype=self.dtype, name="u") if (
+                           self.shared_u and self.compatibility == "pc") else None
+    descriptors, maps = [], {}
+    for s in self.attended_layers:
+      l = local[s]
+      if l.shape[-1] != g.shape[-1]:  # l1 has 256 channels: project to g's width.
+        l = nn.Conv(g.shape[-1], (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme),
+                    dtype=self.dtype, name="projector")(l)
+      g_s, c, a = LinearAttention(self.normalisation, self.compatibility, shared_u,
+                                  self.init_scheme, name=f"attention{s}")(l, g)
+      descriptors.append(g_s)
+      maps[f"l{s}"] = {"c": c, "a": a}
+
+    if self.aggregation == "concat":
+      logits = classifier("classifier")(jnp.concatenate(descriptors, -1).astype(self.dtype))
+      return logits.astype(jnp.float32), maps
+    # indep: average the per-layer class probabilities; return their log as logits.
+    log_probs = jnp.stack([
+        jax.nn.log_softmax(classifier(f"classifier{s}")(d.astype(self.dtype)).astype(jnp.float32))
+        for s, d in zip(self.attended_layers, descriptors)])
+    return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(len(descriptors)), maps
+
+
+def create_model(m, num_classes: int) -> VGGAttention:
+  """Builds the model from a config's `model` fields and the dataset's number of classes."""
+  return VGGAttention(
+      num_classes=num_classes, attention=m.attention, normalisation=m.normalisation,
+      compatibility=m.compatibility, attended_layers=tuple(m.attended_layers),
+      aggregation=m.aggregation, shared_u=m.shared_u, attention_position=m.attention_position,
+      b2_convs=m.b2_convs, width_multiplier=m.width_multiplier, init_scheme=m.init,
+      dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[m.dtype])

@@ -1,0 +1,227 @@
+"""Training and evaluation: pure jitted steps, one compiled scan per pass over the data."""
+
+import functools
+import time
+from typing import Any
+
+from absl import logging
+from clu import metrics
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ltpa_jax import datasets
+from ltpa_jax import input_pipeline
+from ltpa_jax import models
+from ltpa_jax import optim
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Average.from_output("correct")
+
+
+@flax.struct.dataclass
+class EvalMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  accuracy: metrics.Average.from_output("correct")
+  top5_accuracy: metrics.Average.from_output("top5_correct")
+
+
+@flax.struct.dataclass
+class DeviceData:
+  """A split on the accelerator: uint8 images (N, 32, 32, C) and int32 labels (N,)."""
+  images: jax.Array
+  labels: jax.Array
+
+
+def to_device(split: datasets.Split) -> DeviceData:
+  images = input_pipeline.pad_to_32(jnp.asarray(split.images))
+  return DeviceData(images, jnp.asarray(split.labels))
+
+
+def initial_state(model: nn.Module, tx: optax.GradientTransformation, rng,
+                  image_shape) -> TrainState:
+  variables = model.init(rng, jnp.zeros((1, 32, 32, image_shape[-1])), train=False)
+  params = variables["params"]
+  return TrainState(jnp.zeros((), jnp.int32), params, variables["batch_stats"], tx.init(params))
+
+
+def _outputs(logits, labels, loss):
+  top5 = jax.lax.top_k(logits, 5)[1]
+  return dict(loss=loss, correct=(jnp.argmax(logits, -1) == labels),
+              top5_correct=(top5 == labels[:, None]).any(-1))
+
+
+def train_step(model, tx, info: datasets.DatasetInfo, state: TrainState, images, labels, rng):
+  """One SGD step on a uint8 batch: augment, forward in train mode, update params and BN stats."""
+  images = input_pipeline.normalise(
+      input_pipeline.random_crop_flip(rng, images), info.mean, info.std)
+
+  def loss_fn(params):
+    (logits, _), updates = model.apply(
+        {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+        mutable=["batch_stats"])
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return loss, (logits, updates["batch_stats"])
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = TrainState(state.step + 1, optax.apply_updates(state.params, updates), batch_stats,
+                         opt_state)
+  outputs = _outputs(logits, labels, loss)
+  outputs["loss"] = jnp.full(labels.shape, loss)  # weight the step loss by its batch size
+  return new_state, TrainMetrics.single_from_model_output(**outputs)
+
+
+def shuffled_batches(rng, n: int, batch_size: int):
+  """A random order of range(n) as full batches (num_full, batch_size) and the remainder."""
+  order = jax.random.permutation(rng, n)
+  num_full = n // batch_size
+  return order[:num_full * batch_size].reshape(num_full, batch_size), order[num_full * batch_size:]
+
+
+def train_steps(model, tx, info, state: TrainState, data: DeviceData, batches, rng, first: int):
+  """SGD steps on the rows of `batches` (indices into `data`), compiled as one `lax.scan`.
+
+  Step k uses the key `fold_in(rng, first + k)`, so splitting a pass into calls changes nothing.
+  """
+  step = functools.partial(train_step, model, tx, info)
+
+  def body(carry, xs):
+    state, totals = carry
+    index, batch = xs
+    state, batch_metrics = step(state, data.images[batch], data.labels[batch],
+                                jax.random.fold_in(rng, index))
+    return (state, totals.merge(batch_metrics)), None
+
+  indices = first + jnp.arange(batches.shape[0])
+  (state, totals), _ = jax.lax.scan(body, (state, TrainMetrics.empty()), (indices, batches))
+  return state, totals
+
+
+def evaluate(model, info, batch_size: int, state: TrainState, data: DeviceData):
+  """Loss and top-1/top-5 accuracy on every example of `data`, with running BN statistics."""
+  n = data.labels.shape[0]
+  num_batches = -(-n // batch_size)
+  pad = num_batches * batch_size - n
+  images = jnp.pad(data.images, ((0, pad), (0, 0), (0, 0), (0, 0)))
+  labels = jnp.pad(data.labels, (0, pad))
+  mask = jnp.arange(num_batches * batch_size) < n
+  reshape = lambda x: x.reshape(num_batches, batch_size, *x.shape[1:])
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+
+  def body(totals, xs):
+    images, labels, mask = xs
+    logits, _ = model.apply(variables, input_pipeline.normalise(images, info.mean, info.std),
+                            train=False)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return totals.merge(EvalMetrics.single_from_model_output(
+        **_outputs(logits, labels, loss), mask=mask)), None
+
+  totals, _ = jax.lax.scan(body, EvalMetrics.empty(),
+                           (reshape(images), reshape(labels), reshape(mask)))
+  return totals
+
+
+def chunk_shapes(num_examples: int, batch_size: int, steps_per_call: int) -> list[tuple[int, int]]:
+  """Shapes (steps, batch) of the `batches` arguments one pass feeds to `train_steps`."""
+  num_full, remainder = divmod(num_examples, batch_size)
+  chunk = min(steps_per_call or num_full, num_full)
+  shapes = [(chunk, batch_size)] if chunk else []
+  if chunk and num_full % chunk:
+    shapes.append((num_full % chunk, batch_size))
+  if remainder:  # the last, smaller batch, as torch's DataLoader (drop_last=False) runs it
+    shapes.append((1, remainder))
+  return shapes
+
+
+def compile_train_steps(model, tx, info, state, data, rng, shapes):
+  """AOT-compiles `train_steps` (state donated) for each batches shape; returns {shape: fn}."""
+  jitted = jax.jit(functools.partial(train_steps, model, tx, info), donate_argnums=0)
+  return {shape: jitted.lower(state, data, jax.ShapeDtypeStruct(shape, jnp.int32), rng,
+                              np.int32(0)).compile()
+          for shape in shapes}
+
+
+def train_pass(compiled, batch_size: int, steps_per_call: int, state: TrainState,
+               data: DeviceData, rng):
+  """One shuffled pass over `data` in calls of `steps_per_call` steps (0: one call)."""
+  perm_rng, step_rng = jax.random.split(rng)
+  full, rest = shuffled_batches(perm_rng, data.labels.shape[0], batch_size)
+  chunk = steps_per_call or full.shape[0]
+  calls = [full[i:i + chunk] for i in range(0, full.shape[0], chunk)]
+  if rest.shape[0]:
+    calls.append(rest[None])
+  totals, first = None, 0
+  for batches in calls:
+    state, chunk_metrics = compiled[batches.shape](state, data, batches, step_rng, np.int32(first))
+    totals = chunk_metrics if totals is None else totals.merge(chunk_metrics)
+    first += batches.shape[0]
+  return state, totals
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains `config` for its epochs, evaluating on the test split; returns the final metrics."""
+  info = datasets.DATASETS[config.dataset]
+  splits = datasets.load(config.dataset, config.data_dir)
+  train_data, test_data = to_device(splits["train"]), to_device(splits["test"])
+  num_train = train_data.labels.shape[0]
+  steps_per_pass = -(-num_train // config.batch_size)
+
+  model = models.create_model(config.model, info.num_classes)
+  schedule = optim.learning_rate_schedule(config, steps_per_pass)
+  tx = optim.sgd(schedule, config.momentum, config.weight_decay)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  state = jax.jit(functools.partial(initial_state, model, tx, image_shape=info.image_shape))(
+      init_rng)
+
+  start = time.perf_counter()
+  shapes = chunk_shapes(num_train, config.batch_size, config.steps_per_call)
+  compiled = compile_train_steps(model, tx, info, state, train_data, train_rng, shapes)
+  eval_fn = jax.jit(functools.partial(evaluate, model, info, config.eval_batch_size)).lower(
+      state, test_data).compile()
+  logging.info("Compiled training (%s) and evaluation in %.1f s", shapes,
+               time.perf_counter() - start)
+
+  summary = {}
+  train_seconds = 0.0
+  for epoch in range(1, config.num_epochs + 1):
+    epoch_start = time.perf_counter()
+    for p in range(config.passes_per_epoch):
+      pass_rng = jax.random.fold_in(train_rng, (epoch - 1) * config.passes_per_epoch + p)
+      state, train_metrics = train_pass(compiled, config.batch_size, config.steps_per_call, state,
+                                        train_data, pass_rng)
+    train_summary = jax.device_get(train_metrics.compute())
+    epoch_seconds = time.perf_counter() - epoch_start
+    train_seconds += epoch_seconds
+    images_per_second = num_train * config.passes_per_epoch / epoch_seconds
+    summary = {
+        "epoch": epoch,
+        "train_loss": float(train_summary["loss"]),
+        "train_error": 100 * (1 - float(train_summary["accuracy"])),
+        "learning_rate": float(schedule(int(state.step) - 1)),
+        "images_per_second": images_per_second,
+    }
+    if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
+      test = jax.device_get(eval_fn(state, test_data).compute())
+      summary.update(test_loss=float(test["loss"]),
+                     test_top1_error=100 * (1 - float(test["accuracy"])),
+                     test_top5_error=100 * (1 - float(test["top5_accuracy"])))
+    eta = train_seconds / epoch * (config.num_epochs - epoch)
+    logging.info("epoch %d/%d %s eta %.0fs", epoch, config.num_epochs,
+                 " ".join(f"{k} {v:.4g}" for k, v in summary.items() if k != "epoch"), eta)
+  return summary

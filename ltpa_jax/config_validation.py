@@ -1,0 +1,234 @@
+"""Checks a config before anything is loaded or compiled, reporting every problem at once.
+
+Fields and types come from `configs/default.py` (new fields there are picked up automatically);
+allowed values come from `CHOICES` and `RANGES` below. Types: ints are accepted for floats, tuples
+or lists for sequences, None only where default.py has a placeholder (data_dir, manual_dir).
+`model.b2_convs` may be any depth >= 1: the reference runs used 2 and 3, the model builds any.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import ml_collections
+
+from configs import default
+from ltpa_jax import datasets
+
+# Allowed values by field; for a sequence field, a non-empty subset without duplicates.
+CHOICES = {
+    "dataset": tuple(datasets.DATASETS),
+    "lr_schedule": ("piecewise", "step"),
+    "model.normalisation": ("softmax", "sigmoid"),
+    "model.compatibility": ("pc", "dp"),
+    "model.attended_layers": (1, 2, 3),
+    "model.aggregation": ("concat", "indep"),
+    "model.attention_position": ("before", "after"),
+    "model.init": ("kaiming", "xavier"),
+    "model.dtype": ("float32", "bfloat16"),
+}
+
+
+class Range(NamedTuple):
+  """An interval of numbers; a bound of None is unbounded."""
+
+  low: float | None = None
+  high: float | None = None
+  low_closed: bool = False
+  high_closed: bool = False
+
+  def __contains__(self, x) -> bool:
+    above = self.low is None or x > self.low or (self.low_closed and x == self.low)
+    below = self.high is None or x < self.high or (self.high_closed and x == self.high)
+    return above and below
+
+  def __str__(self) -> str:
+    if self.high is None:
+      return f"{'>=' if self.low_closed else '>'} {self.low}"
+    left, right = "[" if self.low_closed else "(", "]" if self.high_closed else ")"
+    return f"in {left}{self.low}, {self.high}{right}"
+
+
+POSITIVE = Range(0)
+NON_NEGATIVE = Range(0, low_closed=True)
+
+RANGES = {
+    "batch_size": POSITIVE,
+    "eval_batch_size": POSITIVE,
+    "num_epochs": POSITIVE,
+    "learning_rate": POSITIVE,
+    "passes_per_epoch": POSITIVE,
+    "eval_every_epochs": POSITIVE,
+    "momentum": Range(0, 1, low_closed=True),
+    "weight_decay": NON_NEGATIVE,
+    "lr_decay": Range(0, 1, high_closed=True),
+    "lr_step_epochs": POSITIVE,
+    "steps_per_call": NON_NEGATIVE,
+    "model.width_multiplier": POSITIVE,
+    "model.b2_convs": Range(1, low_closed=True),
+}
+# Fields checked only with a given value of another: the schedule's unused knob may be anything.
+ONLY_WITH = {
+    "lr_step_epochs": ("lr_schedule", "step"),
+    "lr_boundaries_epochs": ("lr_schedule", "piecewise"),
+}
+
+
+class ConfigError(ValueError):
+  """A config with problems; `problems` holds one message per problem."""
+
+  def __init__(self, problems: list[str]):
+    self.problems = tuple(problems)
+    super().__init__(f"Invalid config ({len(problems)} problem{'s' * (len(problems) > 1)}):\n"
+                     + "\n".join(f"  {p}" for p in problems))
+
+
+def validate(config, num_devices: int = 1) -> None:
+  """Raises `ConfigError` listing every problem of `config` for a run on `num_devices`."""
+  if not isinstance(num_devices, int) or num_devices < 1:
+    raise ValueError(f"num_devices must be a positive int, got {num_devices!r}")
+  reference = default.get_config()
+  problems, values = [], {}
+  _check_fields(config, reference, "", _paths(reference), problems, values)
+  for path, value in values.items():
+    if path in ONLY_WITH and values.get(ONLY_WITH[path][0]) != ONLY_WITH[path][1]:
+      continue
+    if path in CHOICES:
+      problems += _choice_problems(path, value, CHOICES[path])
+    if path in RANGES and value not in RANGES[path]:
+      condition = " with {}={!r}".format(*ONLY_WITH[path]) if path in ONLY_WITH else ""
+      problems.append(f"config.{path}: got {value!r}; must be {RANGES[path]}{condition}")
+    if path == "lr_boundaries_epochs":
+      problems += _boundary_problems(value, values.get("num_epochs"))
+  problems += _device_problems(values, num_devices)
+  if problems:
+    raise ConfigError(sorted(problems))
+
+
+def _check_fields(config, reference: ml_collections.ConfigDict, prefix: str, known: list[str],
+                  problems: list[str], values: dict[str, Any]) -> None:
+  """Checks names and types against `reference`; collects the well-typed leaves in `values`.
+
+  `known`: every path of the whole reference, for suggestions.
+  """
+  fields = dict(config.items())
+  for key in sorted(fields.keys() - reference.keys()):
+    problems.append(f"config.{prefix}{key}: unknown field; "
+                    + _suggestion(key, reference, prefix, known))
+  for key in sorted(reference.keys() - fields.keys()):
+    expected = reference[key]
+    default_value = "fields" if isinstance(expected, ml_collections.ConfigDict) else repr(expected)
+    problems.append(f"config.{prefix}{key}: missing field (default.py sets {default_value})")
+  for key in sorted(reference.keys() & fields.keys()):
+    path, value, expected = prefix + key, fields[key], reference[key]
+    if isinstance(expected, ml_collections.ConfigDict):
+      if isinstance(value, (ml_collections.ConfigDict, Mapping)):
+        _check_fields(value, expected, path + ".", known, problems, values)
+      else:
+        problems.append(f"config.{path}: expected a ConfigDict of {path} fields, got "
+                        f"{type(value).__name__} {value!r}")
+      continue
+    wanted = _expected_type(expected, reference.get_type(key))
+    if wanted is None or _matches(value, *wanted):
+      values[path] = value
+    else:
+      problems.append(f"config.{path}: expected {_describe(*wanted)}, got "
+                      f"{type(value).__name__} {value!r}")
+
+
+def _expected_type(expected, field_type: type) -> tuple[type, type | None, bool] | None:
+  """(type, element type of a sequence, None allowed) of a reference field; None: anything."""
+  if expected is None:  # a placeholder: None or its declared type.
+    return None if field_type is type(None) else (field_type, None, True)
+  if isinstance(expected, (tuple, list)):
+    element_types = {type(e) for e in expected}
+    return (tuple, element_types.pop() if len(element_types) == 1 else None, False)
+  return (type(expected), None, False)
+
+
+def _matches(value, kind: type, element: type | None, nullable: bool) -> bool:
+  if value is None:
+    return nullable
+  if kind is tuple:
+    return isinstance(value, (tuple, list)) and (
+        element is None or all(_matches(e, element, None, False) for e in value))
+  if kind is bool or isinstance(value, bool):  # bool is an int to Python, not to a config.
+    return kind is bool and isinstance(value, bool)
+  if kind is int:
+    return isinstance(value, numbers.Integral)
+  if kind is float:
+    return isinstance(value, numbers.Real)
+  return isinstance(value, kind)
+
+
+def _describe(kind: type, element: type | None, nullable: bool) -> str:
+  name = {float: "float (or int)", tuple: "tuple (or list)"}.get(kind, kind.__name__)
+  if element is not None:
+    name += f" of {_describe(element, None, False)}"
+  return f"{name} or None" if nullable else name
+
+
+def _suggestion(key: str, reference: ml_collections.ConfigDict, prefix: str,
+                known: list[str]) -> str:
+  """'did you mean ...' from the same level, else the same name at another level."""
+  close = difflib.get_close_matches(key, list(reference.keys()), n=1)
+  if close:
+    return f"did you mean config.{prefix}{close[0]}?"
+  elsewhere = [p for p in known if p.rsplit(".", 1)[-1] == key]
+  if elsewhere:
+    return f"did you mean config.{elsewhere[0]}?"
+  return f"known fields of config{'.' + prefix[:-1] if prefix else ''}: " + ", ".join(
+      sorted(reference.keys()))
+
+
+def _paths(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  paths = []
+  for key, value in config.items():
+    paths.append(prefix + key)
+    if isinstance(value, ml_collections.ConfigDict):
+      paths += _paths(value, prefix + key + ".")
+  return paths
+
+
+def _choice_problems(path: str, value, allowed: tuple) -> list[str]:
+  listed = ", ".join(repr(a) for a in allowed)
+  if isinstance(value, (tuple, list)):
+    if not value or len(set(value)) < len(value) or not set(value) <= set(allowed):
+      return [f"config.{path}: got {value!r}; must be a non-empty subset of {listed} without "
+              "duplicates"]
+  elif value not in allowed:
+    return [f"config.{path}: got {value!r}; allowed: {listed}"]
+  return []
+
+
+def _boundary_problems(boundaries, num_epochs) -> list[str]:
+  """lr_boundaries_epochs must increase, each inside the run (skipped if num_epochs is bad)."""
+  if num_epochs is None or num_epochs not in RANGES["num_epochs"]:
+    return []
+  reasons = []
+  outside = [b for b in boundaries if not 0 < b < num_epochs]
+  if outside:
+    reasons.append(f"{', '.join(map(str, outside))} outside the run")
+  if any(a >= b for a, b in zip(boundaries, boundaries[1:])):
+    reasons.append("not increasing")
+  if not reasons:
+    return []
+  return [f"config.lr_boundaries_epochs: got {tuple(boundaries)!r} ({'; '.join(reasons)}); with "
+          f"lr_schedule='piecewise' they must increase, each in (0, num_epochs={num_epochs})"]
+
+
+def _device_problems(values: dict[str, Any], num_devices: int) -> list[str]:
+  """Batch sizes must split evenly over the devices (data parallel)."""
+  problems = []
+  for path in ("batch_size", "eval_batch_size"):
+    size = values.get(path)
+    if size is None or size not in RANGES[path] or size % num_devices == 0:
+      continue
+    lower = size // num_devices * num_devices
+    nearest = " or ".join(str(s) for s in (lower, lower + num_devices) if s > 0)
+    problems.append(f"config.{path}: {size} does not split over {num_devices} devices (data "
+                    f"parallel); use a multiple of {num_devices}, e.g. {nearest}")
+  return problems

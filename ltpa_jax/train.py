@@ -177,8 +177,12 @@ def train_pass(compiled, batch_size: int, steps_per_call: int, state: TrainState
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains `config` for its epochs, evaluating on the test split; returns the final metrics."""
   info = datasets.DATASETS[config.dataset]
-  splits = datasets.load(config.dataset, config.data_dir)
-  train_data, test_data = to_device(splits["train"]), to_device(splits["test"])
+  splits = datasets.load(config.dataset, config.data_dir, config.manual_dir)
+  train_split = splits["train"]
+  if config.train_examples:
+    train_split = datasets.Split(train_split.images[:config.train_examples],
+                                 train_split.labels[:config.train_examples])
+  train_data, test_data = to_device(train_split), to_device(splits["test"])
   num_train = train_data.labels.shape[0]
   steps_per_pass = -(-num_train // config.batch_size)
 

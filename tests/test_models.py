@@ -1,0 +1,167 @@
+"""Model shapes, attention normalisation and parameter counts of the reference layout."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ltpa_jax import models
+
+TINY = 1 / 16
+
+
+def init(model, channels=3):
+  x = jnp.zeros((2, 32, 32, channels))
+  return jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
+
+
+def apply(model, variables, train, seed=1, channels=3):
+  x = jax.random.normal(jax.random.key(seed), (2, 32, 32, channels))
+  if train:
+    return jax.jit(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"])[0])(variables)
+  return jax.jit(lambda v: model.apply(v, x, train=False))(variables)
+
+
+def torch_layout_param_count(num_classes, b2_convs=2, attention=None, in_channels=3):
+  """Parameters of the PyTorch reference layout (weights and biases; BN weight and bias)."""
+  convs = ([(in_channels, 64), (64, 64)] + [(64, 128)] + [(128, 128)] * (b2_convs - 1)
+           + [(128, 256), (256, 256), (256, 256)] + [(256, 512)] + [(512, 512)] * 7)
+  count = sum(9 * i * o + o + 2 * o for i, o in convs)  # conv weight+bias, BN weight+bias
+  count += 512 * 512 + 512  # dense (1x1 conv with bias)
+  if attention is None:
+    return count + 512 * num_classes + num_classes
+  layers, shared_u, compatibility = attention
+  if 1 in layers:
+    count += 256 * 512  # projector, no bias
+  if compatibility == "pc":
+    count += 512 * (1 if shared_u else len(layers))  # u, no bias
+  return count + 512 * len(layers) * num_classes + num_classes
+
+
+def count(tree):
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("kwargs,layout,expected", [
+    (dict(attention=False), dict(), 19_758_756),
+    (dict(attention=False, b2_convs=3), dict(b2_convs=3), 19_906_596),
+    (dict(), dict(attention=((1, 2, 3), False, "pc")), 19_993_764),
+    (dict(shared_u=True, normalisation="sigmoid", b2_convs=3),
+     dict(b2_convs=3, attention=((1, 2, 3), True, "pc")), 20_140_580),
+    (dict(compatibility="dp", attended_layers=(2, 3)),
+     dict(attention=((2, 3), False, "dp")), 19_809_956),
+])
+def test_parameter_counts_match_the_pytorch_reference_layout(kwargs, layout, expected):
+  variables = jax.eval_shape(lambda: init(models.VGGAttention(num_classes=100, **kwargs)))
+  assert count(variables["params"]) == torch_layout_param_count(100, **layout) == expected
+  # BatchNorm running mean and var: one pair per conv of blocks b1..b6.
+  num_convs = 2 + layout.get("b2_convs", 2) + 3 + 3 + 3 + 2
+  widths = [64, 64] + [128] * layout.get("b2_convs", 2) + [256] * 3 + [512] * 8
+  assert len(widths) == num_convs
+  assert count(variables["batch_stats"]) == 2 * sum(widths)
+
+
+# Every pair of values of the six binary knobs appears in some row (an L8 orthogonal array).
+L8 = ["000000", "000111", "011001", "011110", "101010", "101101", "110011", "110100"]
+CHOICES = (("softmax", "sigmoid"), ("pc", "dp"), ("concat", "indep"), ("before", "after"),
+           ((1, 2, 3), (2, 3)), (False, True))
+KNOBS = [tuple(choice[int(bit)] for choice, bit in zip(CHOICES, row)) for row in L8]
+
+
+@pytest.mark.parametrize("normalisation,compatibility,aggregation,position,layers,shared_u", KNOBS)
+def test_output_shapes_for_every_knob(normalisation, compatibility, aggregation, position, layers,
+                                      shared_u):
+  model = models.VGGAttention(
+      num_classes=7, normalisation=normalisation, compatibility=compatibility,
+      aggregation=aggregation, attention_position=position, attended_layers=layers,
+      shared_u=shared_u, width_multiplier=TINY)
+  variables = jax.eval_shape(lambda: init(model))
+  logits, maps = jax.eval_shape(lambda v: apply(model, v, train=True), variables)
+  assert logits.shape == (2, 7) and logits.dtype == jnp.float32
+  sizes = {1: 32, 2: 16, 3: 8} if position == "before" else {1: 16, 2: 8, 3: 4}
+  assert sorted(maps) == [f"l{s}" for s in layers]
+  for s in layers:
+    assert maps[f"l{s}"]["c"].shape == maps[f"l{s}"]["a"].shape == (2, sizes[s], sizes[s])
+  params = variables["params"]
+  own_u = compatibility == "pc" and not shared_u
+  assert ("u" in params) == (compatibility == "pc" and shared_u)
+  assert all(("u" in params.get(f"attention{s}", {})) == own_u for s in layers)
+  assert ("projector" in params) == (1 in layers)
+
+
+def test_softmax_maps_sum_to_one_and_sigmoid_maps_lie_in_the_open_unit_interval():
+  for normalisation in ("softmax", "sigmoid"):
+    model = models.VGGAttention(num_classes=5, normalisation=normalisation, width_multiplier=TINY)
+    variables = init(model)
+    _, maps = apply(model, variables, train=False)
+    for layer in maps.values():
+      a = np.asarray(layer["a"])
+      if normalisation == "softmax":
+        np.testing.assert_allclose(a.sum((1, 2)), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(a, jax.nn.softmax(layer["c"].reshape(2, -1)).reshape(a.shape),
+                                   rtol=1e-6)
+      else:
+        assert (a > 0).all() and (a < 1).all()
+        np.testing.assert_allclose(a, jax.nn.sigmoid(layer["c"]), rtol=1e-6)
+
+
+def test_indep_logits_are_the_log_of_averaged_class_probabilities():
+  model = models.VGGAttention(num_classes=5, aggregation="indep", width_multiplier=TINY)
+  logits, _ = apply(model, init(model), train=False)
+  np.testing.assert_allclose(jnp.exp(logits).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_no_attention_returns_no_maps_and_grayscale_inputs_work():
+  model = models.VGGAttention(num_classes=10, attention=False, width_multiplier=TINY)
+  variables = init(model, channels=1)
+  logits, maps = apply(model, variables, train=False, channels=1)
+  assert logits.shape == (2, 10) and maps == {}
+  assert variables["params"]["block1"]["conv0"]["kernel"].shape == (3, 3, 1, 4)
+
+
+def test_bfloat16_computes_in_bfloat16_but_keeps_float32_params_and_statistics():
+  model = models.VGGAttention(num_classes=5, width_multiplier=TINY, dtype=jnp.bfloat16)
+  variables = init(model)
+  assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  (logits, _), updates = jax.jit(lambda v: model.apply(
+      v, jnp.ones((2, 32, 32, 3)), train=True, mutable=["batch_stats"]))(variables)
+  assert logits.dtype == jnp.float32
+  assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
+
+
+def test_batchnorm_updates_running_statistics_like_torch():
+  bn = models.BatchNorm(momentum=0.1)
+  x = jax.random.normal(jax.random.key(0), (4, 3, 3, 2)) * 2 + 1
+  variables = bn.init(jax.random.key(1), x, train=False)
+  y, updates = bn.apply(variables, x, train=True, mutable=["batch_stats"])
+  flat = np.asarray(x).reshape(-1, 2)
+  np.testing.assert_allclose(updates["batch_stats"]["mean"], 0.1 * flat.mean(0), rtol=1e-5)
+  np.testing.assert_allclose(updates["batch_stats"]["var"], 0.9 + 0.1 * flat.var(0, ddof=1),
+                             rtol=1e-5)
+  scale = np.asarray(variables["params"]["scale"])
+  expected = (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5) * scale
+  np.testing.assert_allclose(np.asarray(y).reshape(-1, 2), expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("init_scheme", ["kaiming", "xavier"])
+def test_initialisation_statistics(init_scheme):
+  model = models.VGGAttention(num_classes=100, attention=False, init_scheme=init_scheme)
+  params = init(model)["params"]
+  kernel = np.asarray(params["block4"]["conv1"]["kernel"])  # 3x3x512x512
+  fan_in, fan_out = 9 * 512, 9 * 512
+  expected_std = np.sqrt(2 / fan_in) if init_scheme == "kaiming" else np.sqrt(2 / ((fan_in + fan_out) / 2))
+  assert abs(kernel.std() / expected_std - 1) < 0.02
+  assert not np.asarray(params["block4"]["conv1"]["bias"]).any()
+  scale = np.asarray(params["block4"]["bn1"]["scale"])
+  if init_scheme == "kaiming":
+    assert abs(scale.mean()) < 0.003 and abs(scale.std() - 0.01) < 0.002
+  else:
+    assert scale.min() >= 0 and scale.max() <= 1 and abs(scale.mean() - 0.5) < 0.06
+
+
+def test_inputs_that_are_not_32x32_are_rejected_with_a_hint():
+  model = models.VGGAttention(width_multiplier=TINY)
+  with pytest.raises(ValueError, match="32x32"):
+    model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))

@@ -1,0 +1,53 @@
+"""SGD semantics (torch.optim.SGD) and epoch-based learning-rate schedules."""
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from ltpa_jax import optim
+
+
+def schedule_config(**overrides):
+  config = ml_collections.ConfigDict(dict(
+      learning_rate=0.1, lr_schedule="piecewise", lr_boundaries_epochs=(50, 70, 90),
+      lr_step_epochs=25, lr_decay=0.1, passes_per_epoch=1))
+  config.update(overrides)
+  return config
+
+
+def test_piecewise_schedule_drops_tenfold_exactly_at_the_epoch_boundaries():
+  schedule = optim.learning_rate_schedule(schedule_config(), steps_per_epoch=782)
+  for step, lr in [(0, 0.1), (50 * 782 - 1, 0.1), (50 * 782, 0.01), (70 * 782 - 1, 0.01),
+                   (70 * 782, 0.001), (90 * 782, 1e-4), (100 * 782, 1e-4)]:
+    assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step
+
+
+def test_step_schedule_halves_every_k_epochs_of_several_passes():
+  config = schedule_config(lr_schedule="step", lr_step_epochs=25, lr_decay=0.5, passes_per_epoch=3)
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch=391)
+  epoch = 3 * 391
+  assert float(schedule(25 * epoch - 1)) == pytest.approx(0.1)
+  assert float(schedule(25 * epoch)) == pytest.approx(0.05)
+  assert float(schedule(50 * epoch)) == pytest.approx(0.025)
+
+
+def test_unknown_schedule_is_rejected():
+  with pytest.raises(ValueError, match="lr_schedule"):
+    optim.learning_rate_schedule(schedule_config(lr_schedule="cosine"), 10)
+
+
+def test_sgd_matches_torch_sgd_with_coupled_weight_decay_and_momentum():
+  """torch.optim.SGD: d = g + wd * p; buf = m * buf + d (buf = d at step 1); p -= lr * buf."""
+  lr, momentum, wd = 0.1, 0.9, 1e-2
+  tx = optim.sgd(lr, momentum, wd)
+  params = {"w": jnp.array([1.0, -2.0, 3.0])}
+  state = tx.init(params)
+  p, buf = np.array([1.0, -2.0, 3.0]), None
+  for grad in ([0.5, 0.1, -0.3], [0.2, -0.4, 0.0], [-1.0, 0.3, 0.7]):
+    updates, state = tx.update({"w": jnp.array(grad)}, state, params)
+    params = {"w": params["w"] + updates["w"]}
+    d = np.array(grad) + wd * p
+    buf = d if buf is None else momentum * buf + d
+    p = p - lr * buf
+    np.testing.assert_allclose(params["w"], p, rtol=1e-6)

@@ -1,0 +1,65 @@
+"""Evaluates a PyTorch checkpoint of the reference models on a dataset's test split, in JAX.
+
+    python -m ltpa_jax.evaluate_torch --checkpoint model.pth --config configs/vgg19_att.py \
+        --config.data_dir=../shared/tensorflow_datasets
+
+The checkpoint is a state_dict in the reference or the SaoYan naming (see `torch_interop`), or a
+dict holding one under 'state_dict' or 'model'. The config's `model` fields must describe the
+checkpoint's model (e.g. vgg19_att.py: sigmoid, one shared u, b2 = 3 convs).
+"""
+
+import functools
+import sys
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_flags
+
+from ltpa_jax import datasets
+from ltpa_jax import models
+from ltpa_jax import torch_interop
+from ltpa_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
+                                          lock_config=True)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "PyTorch checkpoint (.pth).")
+_SCHEME = flags.DEFINE_enum("scheme", None, torch_interop.SCHEMES,
+                            "Naming scheme of the checkpoint; detected when not given.")
+flags.mark_flags_as_required(["config", "checkpoint"])
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint: str,
+                        scheme: str | None = None) -> dict[str, float]:
+  """Loss and top-1/top-5 error (%) of the checkpoint on `config.dataset`'s test split."""
+  info = datasets.dataset_info(config.dataset)
+  model = models.create_model(config.model, info.num_classes)
+  variables = torch_interop.from_torch(torch_interop.load_pth(checkpoint), model,
+                                       info.image_shape[-1], scheme)
+  test = train.to_device(datasets.load(config.dataset, config.data_dir, config.manual_dir)["test"])
+  state = train.TrainState(jnp.zeros((), jnp.int32), variables["params"],
+                           variables["batch_stats"], None)
+  metrics = jax.device_get(jax.jit(functools.partial(
+      train.evaluate, model, info, config.eval_batch_size))(state, test).compute())
+  return {"num_examples": int(test.labels.shape[0]), "loss": float(metrics["loss"]),
+          "top1_error": 100 * (1 - float(metrics["accuracy"])),
+          "top5_error": 100 * (1 - float(metrics["top5_accuracy"]))}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  try:
+    result = evaluate_checkpoint(config, _CHECKPOINT.value, _SCHEME.value)
+  except torch_interop.StateDictMismatchError as e:
+    sys.exit(f"{_CHECKPOINT.value}: {e}")
+  print(f"{_CHECKPOINT.value} on {config.dataset} test ({result['num_examples']} examples): "
+        f"top-1 error {result['top1_error']:.2f}%, top-5 error {result['top5_error']:.2f}%, "
+        f"loss {result['loss']:.4f}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,172 @@
+"""PyTorch state_dicts of the reference models <-> this project's Flax variables.
+
+A state_dict here maps torch names to numpy arrays (`load_pth` and `save_pth` read and write .pth
+files; only they import torch, lazily). Two naming schemes, with `{k}` = 3 in blocks 1-5
+([Conv, BN, ReLU] per conv) and 4 in block 6 ([Conv, BN, ReLU, MaxPool] per conv):
+
+  Flax (params, batch_stats)     "reference"                          "saoyan" (the SaoYan port)
+  block{s}/conv{i}/kernel, bias  conv_block{s}.{k*i}.weight, .bias    conv_block{s}.op.{k*i}.*
+  block{s}/bn{i}/scale, bias     conv_block{s}.{k*i+1}.weight, .bias  conv_block{s}.op.{k*i+1}.*
+  block{s}/bn{i}/mean, var       conv_block{s}.{k*i+1}.running_mean, .running_var (same modules)
+  dense/kernel, bias             dense.weight, .bias                  dense.weight, .bias
+  projector/kernel               projector.weight                     projector.op.weight
+  u/kernel (shared u)            op.weight                            attn.op.weight
+  attention{s}/u/kernel          op{s}.weight                         attn{s}.op.weight
+  classifier/kernel, bias        classifier.weight, .bias             classify.weight, .bias
+  classifier{s}/* (indep)        classifier{s}.*                      classify{s}.*
+
+Layouts: conv kernels torch (O, I, H, W) <-> Flax (H, W, I, O), 1x1 convs included; Linear
+weights torch (out, in) <-> Flax (in, out); vectors as they are. The classifier's input is
+concat(g_1, g_2, g_3) of channel vectors in both, so it needs no reordering. BatchNorm's
+`num_batches_tracked` is ignored on import and written as 0 on export (it plays no part with
+torch's momentum 0.1). DataParallel's `module.` prefixes are stripped on import. The SaoYan port
+has separate u only; `attn.op` names a shared u in its naming.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import flax.traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SCHEMES = ("reference", "saoyan")
+
+_LEAVES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean",
+           "var": "running_var"}
+_NUM_BATCHES_TRACKED = ".num_batches_tracked"
+# Axis orders: conv kernels OIHW <-> HWIO, Linear weights (out, in) <-> (in, out); else as is.
+_TO_FLAX = {4: (2, 3, 1, 0), 2: (1, 0)}
+_TO_TORCH = {4: (3, 2, 0, 1), 2: (1, 0)}
+
+
+class StateDictMismatchError(ValueError):
+  """A state_dict whose names or shapes are not those of the model."""
+
+
+def torch_name(key: tuple[str, ...], scheme: str) -> str:
+  """The torch name of the Flax variable at `key` = (collection, *module path, leaf)."""
+  module, leaf = "/".join(key[1:-1]), key[-1]
+  saoyan = _check_scheme(scheme) == "saoyan"
+  if m := re.fullmatch(r"block(\d)/(conv|bn)(\d+)", module):
+    index = (4 if m[1] == "6" else 3) * int(m[3]) + (m[2] == "bn")
+    name = f"conv_block{m[1]}.{'op.' if saoyan else ''}{index}"
+  elif m := re.fullmatch(r"attention(\d)/u", module):
+    name = f"attn{m[1]}.op" if saoyan else f"op{m[1]}"
+  elif m := re.fullmatch(r"classifier(\d?)", module):
+    name = ("classify" if saoyan else "classifier") + m[1]
+  elif module == "u":
+    name = "attn.op" if saoyan else "op"
+  elif module == "projector":
+    name = "projector.op" if saoyan else "projector"
+  elif module == "dense":
+    name = "dense"
+  else:
+    raise ValueError(f"No torch name for the Flax variable {'/'.join(key)}.")
+  return f"{name}.{_LEAVES[leaf]}"
+
+
+def detect_scheme(state_dict) -> str:
+  """The naming scheme of a state_dict, "reference" or "saoyan", from its conv block names."""
+  names = [k.removeprefix("module.") for k in state_dict]
+  if any(re.match(r"conv_block\d+\.op\.\d+\.", k) for k in names):
+    return "saoyan"
+  if any(re.match(r"conv_block\d+\.\d+\.", k) for k in names):
+    return "reference"
+  raise ValueError(
+      "Cannot tell the naming scheme of the state_dict: no name like conv_block1.0.weight "
+      f"(reference) or conv_block1.op.0.weight (saoyan); its first names: {names[:5]}. "
+      "Pass the scheme explicitly if it is one of those.")
+
+
+def from_torch(state_dict, model, channels: int = 3, scheme: str | None = None) -> dict:
+  """Flax variables {"params", "batch_stats"} of `model` from a torch state_dict.
+
+  `channels` is the number of input channels; `scheme` is detected when None. Raises
+  StateDictMismatchError listing missing and unexpected names and shape mismatches.
+  """
+  state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+  scheme = _check_scheme(scheme or detect_scheme(state_dict))
+  like = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                        jnp.zeros((1, 32, 32, channels)))
+  specs = {torch_name(key, scheme): (key, spec)
+           for key, spec in flax.traverse_util.flatten_dict(like).items()}
+  flat, missing, mismatched = {}, [], []
+  for name, (key, spec) in specs.items():
+    if name not in state_dict:
+      missing.append(name)
+      continue
+    value = np.asarray(state_dict[name])
+    expected = tuple(spec.shape[axis] for axis in _axes(_TO_TORCH, spec.ndim))
+    if value.shape != expected:
+      mismatched.append(f"{name} checkpoint {value.shape} vs model {expected}")
+      continue
+    flat[key] = jnp.array(value.transpose(_axes(_TO_FLAX, value.ndim)), spec.dtype)  # a copy
+  unexpected = sorted(k for k in state_dict
+                      if k not in specs and not k.endswith(_NUM_BATCHES_TRACKED))
+  if missing or unexpected or mismatched:
+    problems = [f"{len(v)} {what}: {', '.join(v)}" for what, v in (
+        ("missing names", sorted(missing)), ("unexpected names", unexpected),
+        ("shape mismatches (torch layout)", mismatched)) if v]
+    raise StateDictMismatchError(
+        f"The state_dict ({scheme} naming) does not match the model: {'; '.join(problems)}. "
+        "Make the model (config fields attention, b2_convs, compatibility, shared_u, "
+        "attended_layers, aggregation, width_multiplier; the dataset's classes and channels) "
+        "describe the checkpoint, or pass the other scheme.")
+  return flax.traverse_util.unflatten_dict(flat)
+
+
+def to_torch(variables, scheme: str) -> dict[str, np.ndarray]:
+  """The torch state_dict (numpy arrays) of Flax variables {"params", "batch_stats"}."""
+  state_dict = {}
+  for key, value in flax.traverse_util.flatten_dict(
+      {c: variables[c] for c in ("params", "batch_stats")}).items():
+    name = torch_name(key, scheme)
+    value = np.array(value)  # a copy, writable
+    state_dict[name] = value.transpose(_axes(_TO_TORCH, value.ndim))
+    if key[-1] == "mean":
+      module = name.removesuffix(".running_mean")
+      state_dict[module + _NUM_BATCHES_TRACKED] = np.zeros((), np.int64)
+  return state_dict
+
+
+def load_pth(path) -> dict[str, np.ndarray]:
+  """The state_dict of a .pth file holding one, raw or under the key 'state_dict' or 'model'."""
+  torch = _import_torch()
+  checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+  for key in ("state_dict", "model"):
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+      checkpoint = checkpoint[key]
+      break
+  if not isinstance(checkpoint, dict) or not all(torch.is_tensor(v) for v in checkpoint.values()):
+    raise ValueError(f"{path} holds no state_dict: expected a dict of tensors, or a dict with one "
+                     "under 'state_dict' or 'model'.")
+  return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in checkpoint.items()}
+
+
+def save_pth(state_dict, path) -> None:
+  """Saves a state_dict of numpy arrays as a .pth file of torch tensors."""
+  torch = _import_torch()
+  torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)
+
+
+def _import_torch():
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError("Reading and writing .pth files needs PyTorch: pip install torch "
+                      "(the CPU build is enough).") from e
+  return torch
+
+
+def _check_scheme(scheme: str) -> str:
+  if scheme not in SCHEMES:
+    raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+  return scheme
+
+
+def _axes(table, ndim: int) -> tuple[int, ...]:
+  return table.get(ndim, tuple(range(ndim)))

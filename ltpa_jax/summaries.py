@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -9,10 +10,17 @@ import tensorboardX
 
 
 class SummaryWriter:
-  """Writes one run's TensorBoard events into `logdir`; use as a context manager or `close()`."""
+  """Writes one run's TensorBoard events into `logdir`; use as a context manager or `close()`.
 
-  def __init__(self, logdir: str):
-    self._writer = tensorboardX.SummaryWriter(logdir)
+  A resumed run passes `purge_step` (its first step): TensorBoard then hides the events at that
+  step and later that the interrupted process wrote, instead of showing both.
+  """
+
+  def __init__(self, logdir: str, purge_step: int | None = None):
+    # tensorboardX names event files by the second and opens them with "wb": the suffix keeps a
+    # writer started within the same second from erasing the previous one's file.
+    self._writer = tensorboardX.SummaryWriter(logdir, purge_step=purge_step,
+                                              filename_suffix=f".{time.time_ns()}")
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
     """Writes each value (a number or a 0-d array) under its name at `step`."""

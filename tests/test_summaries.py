@@ -62,3 +62,14 @@ def test_bad_images_are_refused(tmp_path, image, match):
   with summaries.SummaryWriter(str(tmp_path)) as writer:
     with pytest.raises(ValueError, match=match):
       writer.write_images(0, {"bad": image})
+
+
+def test_a_resumed_writer_purges_the_interrupted_steps(tmp_path):
+  with summaries.SummaryWriter(str(tmp_path)) as writer:
+    for step in (1, 2, 3):
+      writer.write_scalars(step, {"loss": step})
+  with summaries.SummaryWriter(str(tmp_path), purge_step=3) as writer:  # resumed after step 2
+    writer.write_scalars(3, {"loss": 30})
+    writer.write_scalars(4, {"loss": 40})
+  assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2  # even within one second
+  assert read_events(tmp_path)["scalars"]["loss"] == [(1, 1), (2, 2), (3, 30), (4, 40)]

@@ -1,0 +1,125 @@
+"""Figures of a run: attention maps over their images, and learning curves (matplotlib, Agg).
+
+Figures are built with `matplotlib.figure.Figure`, never pyplot: no global state, no display.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib
+from matplotlib import ticker
+from matplotlib.figure import Figure
+import numpy as np
+from PIL import Image
+
+HEAT_WEIGHT = 0.4  # overlay = 0.6 * image + 0.4 * heatmap, as the reference's visualisation
+COLORMAP = "jet"
+
+
+def attention_overlays(images, maps: Mapping[str, object], scale: int = 1) -> np.ndarray:
+  """The images and, for each attended layer, its attention map blended over them.
+
+  Args:
+    images: uint8 (N, H, W, C), C = 1 (grayscale, shown as gray RGB) or 3.
+    maps: layer name -> attention maps (N, h, w), e.g. a model's `maps[name]["a"]`.
+    scale: each image is enlarged `scale` times (nearest), e.g. for TensorBoard.
+
+  Returns:
+    uint8 (N, scale*H, scale*W*(1 + len(maps)), 3): per row the image, then one panel per layer
+    in the order of `maps`. Each map is upsampled bilinearly (pixel centres aligned, as torch's
+    `interpolate(align_corners=False)`) to the image size, min-max scaled to [0, 1] per image
+    (a constant map becomes 0), coloured with the jet colormap and blended as
+    0.6 * image + 0.4 * heatmap: red marks the most attended pixels, blue the least.
+  """
+  images = _rgb(images)
+  n, h, w, _ = images.shape
+  images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+  colormap = matplotlib.colormaps[COLORMAP]
+  panels = [images]
+  for name, layer_maps in maps.items():
+    layer_maps = np.asarray(layer_maps, np.float32)
+    if layer_maps.ndim != 3 or layer_maps.shape[0] != n:
+      raise ValueError(f"Attention maps {name!r}: expected shape ({n}, h, w) for {n} images, "
+                       f"got {layer_maps.shape}.")
+    heat = colormap(_min_max(_upsample(layer_maps, h * scale, w * scale)))[..., :3]
+    panels.append((1 - HEAT_WEIGHT) * images + HEAT_WEIGHT * heat)
+  return np.round(np.concatenate(panels, axis=2) * 255).astype(np.uint8)
+
+
+def save_attention_grid(images, maps: Mapping[str, object], path: str, labels=None,
+                        class_names: Sequence[str] | None = None):
+  """Saves a PNG grid: one row per image, columns the image and each layer's overlay.
+
+  `labels` (N,) ints name the rows, through `class_names` when given.
+  """
+  overlays = attention_overlays(images, maps)
+  columns = ["image"] + [f"{name} ({np.shape(m)[1]}x{np.shape(m)[2]})"
+                         for name, m in maps.items()]
+  n, width = overlays.shape[0], overlays.shape[2] // len(columns)
+  fig = Figure(figsize=(1.3 * len(columns), 1.3 * n + 0.3), layout="constrained")
+  axes = fig.subplots(n, len(columns), squeeze=False)
+  for i in range(n):
+    for j, column in enumerate(columns):
+      ax = axes[i, j]
+      ax.imshow(overlays[i, :, j * width:(j + 1) * width], interpolation="nearest")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if i == 0:
+        ax.set_title(column, fontsize=9)
+    if labels is not None:
+      label = int(labels[i])
+      axes[i, 0].set_ylabel(class_names[label] if class_names else str(label), fontsize=8)
+  fig.savefig(path, dpi=100)
+
+
+def save_learning_curves(history: Sequence[Mapping[str, float]], path: str):
+  """Saves a PNG of loss and error (%) against epoch, train and test.
+
+  `history` holds one dict per epoch with `epoch`, `train_loss`, `train_error` and, on epochs
+  with an evaluation, `test_loss`, `test_top1_error`, `test_top5_error`.
+  """
+  if not history:
+    raise ValueError("No epochs in the history: nothing to plot.")
+  fig = Figure(figsize=(10, 4), layout="constrained")
+  loss_ax, error_ax = fig.subplots(1, 2)
+  curves = (
+      (loss_ax, "train_loss", "train"), (loss_ax, "test_loss", "test"),
+      (error_ax, "train_error", "train top-1"), (error_ax, "test_top1_error", "test top-1"),
+      (error_ax, "test_top5_error", "test top-5"),
+  )
+  for ax, key, label in curves:
+    points = [(h["epoch"], h[key]) for h in history if key in h]
+    if points:
+      ax.plot(*zip(*points), marker="." if len(points) < 30 else None, label=label)
+  for ax, ylabel in ((loss_ax, "cross-entropy loss"), (error_ax, "error (%)")):
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.savefig(path, dpi=100)
+
+
+def _rgb(images) -> np.ndarray:
+  """uint8 (N, H, W, 1 or 3) images as float RGB in [0, 1]."""
+  images = np.asarray(images)
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+    raise ValueError(f"Expected uint8 images (N, H, W, 1 or 3), got {images.dtype} "
+                     f"{images.shape}.")
+  return np.broadcast_to(images, images.shape[:3] + (3,)).astype(np.float32) / 255
+
+
+def _upsample(maps: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Bilinear resize of (N, h, w) maps to (N, height, width), pixel centres aligned."""
+  if maps.shape[1:] == (height, width):
+    return maps
+  resize = lambda m: Image.fromarray(m).resize((width, height), Image.Resampling.BILINEAR)
+  return np.stack([np.asarray(resize(m)) for m in maps])
+
+
+def _min_max(maps: np.ndarray) -> np.ndarray:
+  """Each map scaled to [0, 1]; a constant map becomes 0."""
+  low = maps.min(axis=(1, 2), keepdims=True)
+  span = maps.max(axis=(1, 2), keepdims=True) - low
+  return np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0)

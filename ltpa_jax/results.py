@@ -1,0 +1,73 @@
+"""A run's results.json: its config, final and best-epoch test errors, speed and software."""
+
+from __future__ import annotations
+
+from importlib import metadata
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+import jax
+
+from ltpa_jax import workdir as workdir_lib
+
+RESULTS_FILE = "results.json"
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")
+BEST_NOTE = ("epoch of the lowest test top-1 error, chosen ON THE TEST SET as the PyTorch "
+             "reference did: optimistic; `final` is the honest number")
+METRICS = ("test_top1_error", "test_top5_error", "test_loss")
+
+
+def make(config, history: Sequence[Mapping[str, float]], *, wall_seconds: float,
+         images_per_second: float, dataset_label: str | None = None) -> dict[str, Any]:
+  """The results of a finished run.
+
+  Args:
+    config: the run's config (ConfigDict).
+    history: one dict per epoch, with `epoch` and, on evaluated epochs, the METRICS; the last
+      epoch must be evaluated.
+    wall_seconds: the run's wall time.
+    images_per_second: training throughput (training images / training seconds).
+    dataset_label: how to name the data in reports, e.g. "CIFAR-100 (re-split)"; default the
+      TFDS name.
+  """
+  evaluated = [h for h in history if all(k in h for k in METRICS)]
+  if not history or not all(k in history[-1] for k in METRICS):
+    raise ValueError("The history's last epoch has no test metrics: evaluate the final epoch.")
+  best = min(evaluated, key=lambda h: (h["test_top1_error"], h["epoch"]))
+  pick = lambda h: {"epoch": int(h["epoch"]), **{k: float(h[k]) for k in METRICS}}
+  config = workdir_lib.config_dict(config)
+  device = jax.devices()[0]
+  return {
+      "config": config,
+      "seed": config["seed"],
+      "dataset": config["dataset"],
+      "dataset_label": dataset_label or config["dataset"],
+      "final": pick(history[-1]),
+      "best_on_test": {**pick(best), "note": BEST_NOTE},
+      "wall_seconds": float(wall_seconds),
+      "images_per_second": float(images_per_second),
+      "device_kind": device.device_kind,
+      "device_count": jax.device_count(),
+      "versions": {p: metadata.version(p) for p in PACKAGES},
+  }
+
+
+def write(workdir: str, results: Mapping[str, Any]) -> str:
+  """Writes `workdir/results.json` atomically; raises FileExistsError if it exists."""
+  path = os.path.join(workdir, RESULTS_FILE)
+  try:
+    workdir_lib.write_json(path, results)
+  except FileExistsError:
+    raise FileExistsError(f"{path} exists: this run already finished. Move it away to write "
+                          "new results, or use a new workdir.") from None
+  return path
+
+
+def read(run_dir: str) -> dict[str, Any]:
+  """The results of the run in `run_dir` (or of the results.json at that path)."""
+  path = run_dir if run_dir.endswith(".json") else os.path.join(run_dir, RESULTS_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"No {RESULTS_FILE} in {run_dir}: the run is unfinished or not a run.")
+  with open(path) as f:
+    return json.load(f)

@@ -1,0 +1,88 @@
+"""A run's workdir: the config it was made with, and JSON files written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Mapping
+
+CONFIG_FILE = "config.json"
+
+
+class ConfigMismatchError(ValueError):
+  """The workdir belongs to a run of another config (or to something else)."""
+
+
+def config_dict(config) -> dict[str, Any]:
+  """A config (ConfigDict or mapping) as plain JSON data: tuples become lists."""
+  if hasattr(config, "to_json"):
+    return json.loads(config.to_json())
+  return json.loads(json.dumps(config))
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{"model.attention": ...} from {"model": {"attention": ...}}."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def write_json(path: str, data, overwrite: bool = False):
+  """Writes `data` to `path` atomically: readers see no file (or the old one) or the whole new one.
+
+  Raises FileExistsError when `path` exists, unless `overwrite`.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(data, f, indent=2, sort_keys=True)
+      f.write("\n")
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    if overwrite:
+      os.replace(tmp, path)
+    else:
+      try:
+        os.link(tmp, path)  # fails if `path` exists, even if another process just made it
+      except FileExistsError:
+        raise FileExistsError(f"{path} exists; not overwriting it.") from None
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def check_same_config(workdir: str, config):
+  """Records `config` in a new workdir; in an existing one, checks it is the recorded config.
+
+  Raises ConfigMismatchError, listing the differences, when the workdir was made with another
+  config, or holds files but no recorded config: a run never mixes two configs or overwrites
+  another run.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  current = config_dict(config)
+  if not os.path.exists(path):
+    if os.path.isdir(workdir) and os.listdir(workdir):
+      raise ConfigMismatchError(
+          f"Workdir {workdir} holds files but no {CONFIG_FILE}: it is not a run of ltpa_jax (or "
+          "its config file was deleted). Use a new or empty workdir.")
+    write_json(path, current)
+    return
+  with open(path) as f:
+    recorded = json.load(f)
+  if recorded != current:
+    old, new = flatten(recorded), flatten(current)
+    value = lambda flat, key: repr(flat[key]) if key in flat else "<absent>"
+    changes = "; ".join(f"{key}: {value(old, key)} -> {value(new, key)}"
+                        for key in sorted(old.keys() | new.keys())
+                        if value(old, key) != value(new, key))
+    raise ConfigMismatchError(
+        f"Workdir {workdir} holds a run of another config ({changes}). Use a new workdir for "
+        f"this config, or the config in {path} to resume that run.")

@@ -1,0 +1,82 @@
+"""plots: attention overlays, the attention grid and learning curves as PNG files."""
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow_datasets as tfds
+
+from ltpa_jax import plots
+
+
+def _hotness(rgb):
+  """Red minus blue: the jet colormap runs from blue (least attended) to red (most)."""
+  return rgb[..., 0].astype(int) - rgb[..., 2].astype(int)
+
+
+def test_overlays_layout_and_first_panel_is_the_image():
+  images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), np.uint8)
+  maps = {"l1": np.ones((2, 32, 32)), "l2": np.ones((2, 16, 16)), "l3": np.ones((2, 8, 8))}
+  overlays = plots.attention_overlays(images, maps)
+  assert overlays.shape == (2, 32, 32 * 4, 3) and overlays.dtype == np.uint8
+  np.testing.assert_array_equal(overlays[:, :, :32], images)
+  assert plots.attention_overlays(images, maps, scale=3).shape == (2, 96, 96 * 4, 3)
+
+
+def test_map_concentrated_in_a_corner_makes_that_corner_hottest():
+  images = np.full((1, 32, 32, 1), 128, np.uint8)  # grayscale
+  corner = np.zeros((1, 8, 8), np.float32)
+  corner[0, 0, 7] = 1.0  # top right
+  overlays = plots.attention_overlays(images, {"l3": corner})
+  image, panel = overlays[0, :, :32], overlays[0, :, 32:]
+  assert (image == 128).all()  # gray stays gray in RGB
+  hot = _hotness(panel)
+  row, col = np.unravel_index(np.argmax(hot), hot.shape)
+  assert row < 4 and col >= 28  # the map's top-right cell covers pixels [0, 4) x [28, 32)
+  assert hot[0, 31] > 0 > hot[31, 0]  # red at the corner, blue across
+
+
+def test_overlays_refuse_maps_of_other_images():
+  images = np.zeros((2, 32, 32, 3), np.uint8)
+  with pytest.raises(ValueError, match=r"'l1'.*\(2, h, w\)"):
+    plots.attention_overlays(images, {"l1": np.zeros((3, 8, 8))})
+  with pytest.raises(ValueError, match="uint8 images"):
+    plots.attention_overlays(images.astype(np.float32), {})
+
+
+def test_attention_grid_png(tmp_path):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (3, 32, 32, 3), np.uint8)
+  maps = {"l1": rng.random((3, 32, 32)), "l2": rng.random((3, 16, 16))}
+  path = tmp_path / "attention.png"
+  plots.save_attention_grid(images, maps, str(path), labels=[2, 0, 1],
+                            class_names=["apple", "bee", "cat"])
+  with Image.open(path) as png:
+    assert png.format == "PNG" and png.size == (130 * 3, 130 * 3 + 30)
+
+
+def test_learning_curves_png_with_sparse_evaluations(tmp_path):
+  history = [dict(epoch=e, train_loss=4.0 / e, train_error=90.0 / e) for e in range(1, 6)]
+  for h in history[1::2] + history[-1:]:
+    h.update(test_loss=4.5 / h["epoch"], test_top1_error=95.0 / h["epoch"],
+             test_top5_error=80.0 / h["epoch"])
+  path = tmp_path / "curves.png"
+  plots.save_learning_curves(history, str(path))
+  with Image.open(path) as png:
+    assert png.format == "PNG" and png.size == (1000, 400)
+  with pytest.raises(ValueError, match="No epochs"):
+    plots.save_learning_curves([], str(tmp_path / "empty.png"))
+
+
+def test_attention_grid_of_real_cifar100_images(tmp_path, cifar100_data_dir):
+  source = tfds.data_source("cifar100", data_dir=cifar100_data_dir)["test"]
+  records = source.__getitems__([0, 1])
+  images = np.stack([r["image"] for r in records])
+  labels = [r["label"] for r in records]
+  rng = np.random.default_rng(0)
+  maps = {f"l{s}": rng.dirichlet(np.ones(n * n), 2).reshape(2, n, n)
+          for s, n in ((1, 32), (2, 16), (3, 8))}
+  path = tmp_path / "attention.png"
+  plots.save_attention_grid(images, maps, str(path), labels,
+                            source.dataset_info.features["label"].names)
+  with Image.open(path) as png:
+    assert png.size == (130 * 4, 130 * 2 + 30)

@@ -1,0 +1,69 @@
+"""report: runs grouped by config over seeds, mean ± sample std, beside the reference."""
+
+import math
+
+from configs import default
+from ltpa_jax import report
+from ltpa_jax import results
+
+
+def _run_dir(root, name, seed, final, best, attention=True, data_dir=None):
+  """A finished run's workdir: final and best-on-test (top-1, top-5) errors at epochs 3 and 2."""
+  config = default.get_config()
+  config.seed, config.data_dir, config.model.attention = seed, data_dir, attention
+  history = [
+      dict(epoch=1, train_loss=3.0, train_error=80.0, test_loss=3.0, test_top1_error=99.0,
+           test_top5_error=99.0),
+      dict(epoch=2, train_loss=2.0, train_error=60.0, test_loss=2.0, test_top1_error=best[0],
+           test_top5_error=best[1]),
+      dict(epoch=3, train_loss=1.0, train_error=50.0, test_loss=2.2, test_top1_error=final[0],
+           test_top5_error=final[1]),
+  ]
+  made = results.make(config, history, wall_seconds=10.0, images_per_second=1000.0 * (seed + 1),
+                      dataset_label="CIFAR-100 (re-split)")
+  workdir = root / name
+  results.write(str(workdir), made)
+  return str(workdir)
+
+
+def test_mean_and_sample_std():
+  assert report.mean_std([25.0]) == (25.0, None)
+  mean, std = report.mean_std([25.0, 27.0, 29.0])
+  assert mean == 27.0 and math.isclose(std, 2.0)  # sqrt((4 + 0 + 4) / 2)
+  assert report.format_mean_std([25.0, 26.0]) == "25.50 ± 0.71"  # sqrt(0.5)
+  assert report.format_mean_std([25.0]) == "25.00"
+  assert report.format_mean_std([7.17, None]) == "-"
+
+
+def test_table_of_two_seeds_and_a_single_run(tmp_path, capsys):
+  dirs = [
+      _run_dir(tmp_path, "att_s0", 0, final=(25.0, 7.0), best=(24.0, 6.5), data_dir="/a"),
+      _run_dir(tmp_path, "att_s1", 1, final=(27.0, 8.0), best=(25.0, 7.5), data_dir="/b"),
+      _run_dir(tmp_path, "vgg_s0", 0, final=(28.0, 9.0), best=(27.5, 8.75), attention=False),
+  ]
+  report.main(dirs)
+  table = capsys.readouterr().out
+  rows = [line for line in table.splitlines() if line.startswith("| CIFAR-100 (re-split) |")]
+  assert len(rows) == 2  # seed and data_dir do not split a config
+  att, vgg = rows
+  # final top-1: mean 26, std sqrt(((25-26)^2 + (27-26)^2) / 1) = 1.41; top-5: 7.5 ± 0.71;
+  # best: 24.5 ± 0.71 and 7.0 ± 0.71; images/s: (1000 + 2000) / 2.
+  assert ("| VGG19-att (softmax, separate u) | b2 2 convs, wd 5e-5, 100 epochs | - | 2 | 0, 1 "
+          "| 26.00 ± 1.41 | 7.50 ± 0.71 | 24.50 ± 0.71 | 7.00 ± 0.71 | 1,500 |") in att
+  assert ("| VGG19 | b2 2 convs, wd 5e-5, 100 epochs | - | 1 | 0 "
+          "| 28.00 | 9.00 | 27.50 | 8.75 |") in vgg
+  # The reference, with its own mean ± std.
+  assert "| VGG19 | b2 3 convs, wd 1e-4 | 3 | 26.13 ± 0.23 | 7.16 ± 0.22 |" in table
+  assert ("| VGG19-att (sigmoid, separate u) | b2 2 convs, wd 5e-5 | 3 "
+          "| 25.46 ± 0.42 | - |") in table
+  assert "| paper: VGG-att3-concat-pc | 300 epochs | 1 | 22.97 |" in table
+
+
+def test_settings_that_differ_are_named(tmp_path):
+  dirs = [_run_dir(tmp_path, "a", 0, (25.0, 7.0), (24.0, 6.5))]
+  config_b = tmp_path / "b"
+  made = results.read(dirs[0])
+  made["config"]["batch_size"] = 128
+  results.write(str(config_b), made)
+  table = report.markdown([results.read(d) for d in dirs + [str(config_b)]])
+  assert "| batch_size=64 |" in table and "| batch_size=128 |" in table

@@ -1,0 +1,46 @@
+"""workdir: the recorded config guards a run's workdir; JSON files are written atomically."""
+
+import json
+import os
+
+import pytest
+
+from configs import default
+from ltpa_jax import workdir
+
+
+def test_config_is_recorded_then_the_same_config_resumes(tmp_path):
+  run = tmp_path / "run"
+  workdir.check_same_config(str(run), default.get_config())
+  recorded = json.loads((run / workdir.CONFIG_FILE).read_text())
+  assert recorded["model"]["attended_layers"] == [1, 2, 3] and recorded["data_dir"] is None
+  workdir.check_same_config(str(run), default.get_config())  # resume: passes
+
+
+def test_another_config_on_an_existing_workdir_is_refused(tmp_path):
+  workdir.check_same_config(str(tmp_path), default.get_config())
+  config = default.get_config()
+  config.model.attention = False
+  config.weight_decay = 1e-4
+  with pytest.raises(workdir.ConfigMismatchError,
+                     match=r"another config \(model.attention: True -> False; "
+                           r"weight_decay: 5e-05 -> 0.0001\). Use a new workdir"):
+    workdir.check_same_config(str(tmp_path), config)
+
+
+def test_a_workdir_with_files_but_no_config_is_refused(tmp_path):
+  (tmp_path / "notes.txt").write_text("someone else's")
+  with pytest.raises(workdir.ConfigMismatchError, match="holds files but no config.json"):
+    workdir.check_same_config(str(tmp_path), default.get_config())
+  assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_write_json_never_overwrites_unless_asked(tmp_path):
+  path = tmp_path / "sub" / "data.json"
+  workdir.write_json(str(path), {"a": 1})
+  with pytest.raises(FileExistsError, match="data.json exists"):
+    workdir.write_json(str(path), {"a": 2})
+  assert json.loads(path.read_text()) == {"a": 1}
+  workdir.write_json(str(path), {"a": 3}, overwrite=True)
+  assert json.loads(path.read_text()) == {"a": 3}
+  assert os.listdir(path.parent) == ["data.json"]  # no temporary file left behind

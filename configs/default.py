@@ -51,5 +51,8 @@ def get_config():
   # Evaluation and logging.
   config.eval_batch_size = 1000
   config.eval_every_epochs = 1
+  config.attention_every_epochs = 10  # attention overlays to TensorBoard every N epochs
+  config.attention_images = 8  # fixed train and test images whose attention maps are shown
+  config.keep_checkpoints = 3  # checkpoints of the last k epochs are kept
   config.seed = 0
   return config

@@ -20,7 +20,7 @@ from ltpa_jax import datasets
 
 # Allowed values by field; for a sequence field, a non-empty subset without duplicates.
 CHOICES = {
-    "dataset": tuple(datasets.DATASETS),
+    "dataset": datasets.DATASETS,  # the dict itself: datasets registered later count too
     "lr_schedule": ("piecewise", "step"),
     "model.normalisation": ("softmax", "sigmoid"),
     "model.compatibility": ("pc", "dp"),

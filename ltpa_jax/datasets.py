@@ -102,3 +102,23 @@ def _checked(name: str, split: str, info: DatasetInfo, data: Split) -> Split:
   if len(data.labels) and not 0 <= data.labels.min() <= data.labels.max() < info.num_classes:
     raise ValueError(f"Dataset {name!r} split {split!r}: labels outside 0..{info.num_classes - 1}.")
   return data
+
+
+def _source_info(name: str, data_dir: str | None):
+  return tfds.data_source(name, data_dir=data_dir)["test"].dataset_info
+
+
+def class_names(name: str, data_dir: str | None) -> list[str] | None:
+  """The label names recorded in the prepared dataset, or None."""
+  return list(_source_info(name, data_dir).features["label"].names) or None
+
+
+DISPLAY_NAMES = {"cifar100": "CIFAR-100", "cifar10": "CIFAR-10", "svhn_cropped": "SVHN",
+                 "fashion_mnist": "Fashion-MNIST"}
+
+
+def label(name: str, data_dir: str | None) -> str:
+  """How reports name the data, e.g. "CIFAR-100 (re-split)" for the offline re-split."""
+  description = _source_info(name, data_dir).description or ""
+  display = DISPLAY_NAMES.get(name, name)
+  return f"{display} (re-split)" if "RE-SPLIT" in description else display

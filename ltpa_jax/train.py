@@ -1,11 +1,14 @@
 """Training and evaluation: pure jitted steps, one compiled scan per pass over the data."""
 
 import functools
+import json
+import os
 import time
 from typing import Any
 
 from absl import logging
 from clu import metrics
+from clu import parameter_overview
 import flax
 import flax.linen as nn
 import jax
@@ -14,10 +17,18 @@ import ml_collections
 import numpy as np
 import optax
 
+from ltpa_jax import checkpoints
+from ltpa_jax import config_validation
 from ltpa_jax import datasets
 from ltpa_jax import input_pipeline
 from ltpa_jax import models
 from ltpa_jax import optim
+from ltpa_jax import plots
+from ltpa_jax import results
+from ltpa_jax import summaries
+from ltpa_jax import workdir as workdir_lib
+
+HISTORY_FILE = "history.json"
 
 
 @flax.struct.dataclass
@@ -174,9 +185,28 @@ def train_pass(compiled, batch_size: int, steps_per_call: int, state: TrainState
   return state, totals
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains `config` for its epochs, evaluating on the test split; returns the final metrics."""
-  info = datasets.DATASETS[config.dataset]
+def fixed_examples(split: datasets.Split, count: int):
+  """The first `count` images (padded to 32x32) and labels of a split: the attention probes."""
+  return np.asarray(input_pipeline.pad_to_32(split.images[:count])), split.labels[:count]
+
+
+def attention_maps(model, info, state: TrainState, images):
+  """The normalised attention maps {layer: (N, h, w)} of uint8 images, in eval mode."""
+  _, maps = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                        input_pipeline.normalise(images, info.mean, info.std), train=False)
+  return {layer: m["a"] for layer, m in maps.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns results.json."""
+  run_start = time.perf_counter()
+  config_validation.validate(config)
+  workdir_lib.check_same_config(workdir, config)
+  if os.path.exists(os.path.join(workdir, results.RESULTS_FILE)):
+    logging.info("%s is a finished run; its results:", workdir)
+    return results.read(workdir)
+
+  info = datasets.dataset_info(config.dataset)
   splits = datasets.load(config.dataset, config.data_dir, config.manual_dir)
   train_split = splits["train"]
   if config.train_examples:
@@ -192,40 +222,86 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   state = jax.jit(functools.partial(initial_state, model, tx, image_shape=info.image_shape))(
       init_rng)
+  logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
+      state.params, include_stats=False))
 
-  start = time.perf_counter()
-  shapes = chunk_shapes(num_train, config.batch_size, config.steps_per_call)
-  compiled = compile_train_steps(model, tx, info, state, train_data, train_rng, shapes)
-  eval_fn = jax.jit(functools.partial(evaluate, model, info, config.eval_batch_size)).lower(
-      state, test_data).compile()
-  logging.info("Compiled training (%s) and evaluation in %.1f s", shapes,
-               time.perf_counter() - start)
+  probes = {"train": fixed_examples(train_split, config.attention_images),
+            "test": fixed_examples(splits["test"], config.attention_images)}
+  maps_fn = jax.jit(functools.partial(attention_maps, model, info))
+  history_path = os.path.join(workdir, HISTORY_FILE)
+  with checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints) as ckpt:
+    done, history = 0, []
+    if ckpt.latest_epoch():
+      state, _, done = ckpt.restore(None, state, train_rng)
+      with open(history_path) as f:
+        history = [h for h in json.load(f) if h["epoch"] <= done]
+      logging.info("Resuming %s after epoch %d.", workdir, done)
 
-  summary = {}
-  train_seconds = 0.0
-  for epoch in range(1, config.num_epochs + 1):
-    epoch_start = time.perf_counter()
-    for p in range(config.passes_per_epoch):
-      pass_rng = jax.random.fold_in(train_rng, (epoch - 1) * config.passes_per_epoch + p)
-      state, train_metrics = train_pass(compiled, config.batch_size, config.steps_per_call, state,
-                                        train_data, pass_rng)
-    train_summary = jax.device_get(train_metrics.compute())
-    epoch_seconds = time.perf_counter() - epoch_start
-    train_seconds += epoch_seconds
-    images_per_second = num_train * config.passes_per_epoch / epoch_seconds
-    summary = {
-        "epoch": epoch,
-        "train_loss": float(train_summary["loss"]),
-        "train_error": 100 * (1 - float(train_summary["accuracy"])),
-        "learning_rate": float(schedule(int(state.step) - 1)),
-        "images_per_second": images_per_second,
-    }
-    if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
-      test = jax.device_get(eval_fn(state, test_data).compute())
-      summary.update(test_loss=float(test["loss"]),
-                     test_top1_error=100 * (1 - float(test["accuracy"])),
-                     test_top5_error=100 * (1 - float(test["top5_accuracy"])))
-    eta = train_seconds / epoch * (config.num_epochs - epoch)
-    logging.info("epoch %d/%d %s eta %.0fs", epoch, config.num_epochs,
-                 " ".join(f"{k} {v:.4g}" for k, v in summary.items() if k != "epoch"), eta)
-  return summary
+    compile_start = time.perf_counter()
+    shapes = chunk_shapes(num_train, config.batch_size, config.steps_per_call)
+    compiled = compile_train_steps(model, tx, info, state, train_data, train_rng, shapes)
+    eval_fn = jax.jit(functools.partial(evaluate, model, info, config.eval_batch_size)).lower(
+        state, test_data).compile()
+    logging.info("Compiled training (batches %s) and evaluation in %.1f s", shapes,
+                 time.perf_counter() - compile_start)
+
+    with summaries.SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                 purge_step=done + 1 if done else None) as writer:
+      if not done:
+        writer.write_text("config", str(config))
+      for epoch in range(done + 1, config.num_epochs + 1):
+        epoch_start = time.perf_counter()
+        for p in range(config.passes_per_epoch):
+          pass_rng = jax.random.fold_in(train_rng, (epoch - 1) * config.passes_per_epoch + p)
+          state, train_metrics = train_pass(compiled, config.batch_size, config.steps_per_call,
+                                            state, train_data, pass_rng)
+        train_summary = jax.device_get(train_metrics.compute())
+        epoch_seconds = time.perf_counter() - epoch_start
+        summary = {
+            "epoch": epoch,
+            "train_loss": float(train_summary["loss"]),
+            "train_error": 100 * (1 - float(train_summary["accuracy"])),
+            "learning_rate": float(schedule(int(state.step) - 1)),
+            "images_per_second": num_train * config.passes_per_epoch / epoch_seconds,
+            "epoch_seconds": epoch_seconds,
+        }
+        if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
+          test = jax.device_get(eval_fn(state, test_data).compute())
+          summary.update(test_loss=float(test["loss"]),
+                         test_top1_error=100 * (1 - float(test["accuracy"])),
+                         test_top5_error=100 * (1 - float(test["top5_accuracy"])))
+        history.append(summary)
+        writer.write_scalars(epoch, {k: v for k, v in summary.items() if k != "epoch"})
+        if model.attention and (epoch % config.attention_every_epochs == 0
+                                or epoch == config.num_epochs):
+          for split, (images, _) in probes.items():
+            overlays = plots.attention_overlays(images, maps_fn(state, images), scale=4)
+            writer.write_images(epoch, {f"attention/{split}": overlays})
+        writer.flush()
+        workdir_lib.write_json(history_path, history, overwrite=True)  # before the checkpoint
+        ckpt.save(epoch, state, train_rng)
+        seconds_per_epoch = sum(h["epoch_seconds"] for h in history) / len(history)
+        logging.info("epoch %d/%d %s eta %.0fs", epoch, config.num_epochs,
+                     " ".join(f"{k} {v:.4g}" for k, v in summary.items()
+                              if k not in ("epoch", "epoch_seconds")),
+                     seconds_per_epoch * (config.num_epochs - epoch))
+
+  save_figures(workdir, model, history, probes, maps_fn, state,
+               datasets.class_names(config.dataset, config.data_dir))
+  train_seconds = sum(h["epoch_seconds"] for h in history)
+  run_results = results.make(
+      config, history, wall_seconds=time.perf_counter() - run_start,
+      images_per_second=num_train * config.passes_per_epoch * len(history) / train_seconds,
+      dataset_label=datasets.label(config.dataset, config.data_dir))
+  results.write(workdir, run_results)
+  return run_results
+
+
+def save_figures(workdir, model, history, probes, maps_fn, state, class_names):
+  """learning_curves.png and, with attention, attention_{train,test}.png in `workdir`."""
+  plots.save_learning_curves(history, os.path.join(workdir, "learning_curves.png"))
+  if model.attention:
+    for split, (images, labels) in probes.items():
+      plots.save_attention_grid(images, maps_fn(state, images),
+                                os.path.join(workdir, f"attention_{split}.png"), labels,
+                                class_names)

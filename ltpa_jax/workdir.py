@@ -59,6 +59,11 @@ def write_json(path: str, data, overwrite: bool = False):
       os.remove(tmp)
 
 
+# Fields a resumed run may change: where the data lives and how the work is split into calls.
+RESUMABLE_CHANGES = ("data_dir", "manual_dir", "steps_per_call", "eval_batch_size",
+                     "keep_checkpoints")
+
+
 def check_same_config(workdir: str, config):
   """Records `config` in a new workdir; in an existing one, checks it is the recorded config.
 
@@ -77,8 +82,11 @@ def check_same_config(workdir: str, config):
     return
   with open(path) as f:
     recorded = json.load(f)
-  if recorded != current:
-    old, new = flatten(recorded), flatten(current)
+  old, new = flatten(recorded), flatten(current)
+  for key in RESUMABLE_CHANGES:
+    old.pop(key, None)
+    new.pop(key, None)
+  if old != new:
     value = lambda flat, key: repr(flat[key]) if key in flat else "<absent>"
     changes = "; ".join(f"{key}: {value(old, key)} -> {value(new, key)}"
                         for key in sorted(old.keys() | new.keys())

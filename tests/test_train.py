@@ -1,6 +1,8 @@
 """Training and evaluation on CPU with a tiny-width model."""
 
 import functools
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -76,30 +78,47 @@ def test_evaluate_counts_every_example_and_matches_a_direct_computation():
                              -log_probs[np.arange(1003), split.labels].mean(), rtol=1e-4)
 
 
-def test_overfits_a_small_fixed_batch():
-  model, tx, state = setup(lr=0.02, attention=True, normalisation="sigmoid", shared_u=True)
-  split = fake_split(32, seed=2)
+def test_fits_a_small_fixed_batch():
+  """100 augmented steps on 16 images take the loss from ln(10) to about 0.3 (bound 0.6)."""
+  model, tx, state = setup(lr=0.02)
+  split = fake_split(16, seed=2)
   images, labels = jnp.asarray(split.images), jnp.asarray(split.labels)
   step = jax.jit(functools.partial(train.train_step, model, tx, INFO))
   losses = []
-  for i in range(150):
+  for i in range(100):
     state, metrics = step(state, images, labels, jax.random.key(i))
     losses.append(float(metrics.compute()["loss"]))
-  assert losses[0] > 1.5 and np.mean(losses[-10:]) < 0.1, (losses[0], losses[-10:])
+  assert losses[0] > 2.0 and np.mean(losses[-10:]) < 0.6, (losses[0], losses[-10:])
 
 
-def test_train_and_evaluate_runs_the_recipe_on_a_fake_dataset(monkeypatch, tmp_path):
+@pytest.fixture
+def fake_dataset(monkeypatch):
+  """`config.dataset = "fake"` trains on 96 in-memory images and tests on 50."""
   splits = {"train": fake_split(96), "test": fake_split(50, seed=3)}
   monkeypatch.setitem(datasets.DATASETS, "fake", INFO)
   monkeypatch.setattr(datasets, "load", lambda *args, **kwargs: splits)
+  monkeypatch.setattr(datasets, "class_names", lambda *args: [str(i) for i in range(10)])
+  monkeypatch.setattr(datasets, "label", lambda *args: "fake")
   config = tiny.get_config()
   config.dataset = "fake"
-  config.num_epochs = 2
-  summary = train.train_and_evaluate(config, str(tmp_path))
-  assert summary["epoch"] == 2
-  assert summary["learning_rate"] == pytest.approx(0.01)  # x0.1 after the boundary at epoch 1
-  assert 0 <= summary["test_top1_error"] <= summary["test_top1_error"] <= 100
-  assert summary["test_top5_error"] <= summary["test_top1_error"]
+  config.attention_images = 4
+  return config
+
+
+def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
+    fake_dataset, tmp_path):
+  config = fake_dataset
+  run = train.train_and_evaluate(config, str(tmp_path))
+  history = run["history"] if "history" in run else None
+  assert run["final"]["epoch"] == 2 and run["dataset_label"] == "fake"
+  assert run["final"]["test_top5_error"] <= run["final"]["test_top1_error"] <= 100
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2"]
+  assert {"config.json", "history.json", "results.json", "learning_curves.png",
+          "attention_train.png", "attention_test.png"} <= set(os.listdir(tmp_path))
+  with open(tmp_path / "history.json") as f:
+    history = json.load(f)
+  assert [h["learning_rate"] for h in history] == pytest.approx([0.1, 0.01])  # boundary: epoch 1
+  assert train.train_and_evaluate(config, str(tmp_path)) == run  # finished: read back
 
 
 def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path):

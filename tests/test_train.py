@@ -7,6 +7,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import PIL.Image
 import pytest
 
 from configs import tiny
@@ -14,6 +15,7 @@ from ltpa_jax import datasets
 from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import train
+from ltpa_jax import visualize
 
 INFO = datasets.DatasetInfo(10, (32, 32, 3), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
@@ -109,7 +111,6 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
     fake_dataset, tmp_path):
   config = fake_dataset
   run = train.train_and_evaluate(config, str(tmp_path))
-  history = run["history"] if "history" in run else None
   assert run["final"]["epoch"] == 2 and run["dataset_label"] == "fake"
   assert run["final"]["test_top5_error"] <= run["final"]["test_top1_error"] <= 100
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2"]
@@ -119,6 +120,10 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
     history = json.load(f)
   assert [h["learning_rate"] for h in history] == pytest.approx([0.1, 0.01])  # boundary: epoch 1
   assert train.train_and_evaluate(config, str(tmp_path)) == run  # finished: read back
+  out = tmp_path / "chosen.png"
+  assert "after epoch 2" in visualize.render(str(tmp_path), str(out), [3, 1, 4])
+  with PIL.Image.open(out) as image:
+    assert image.format == "PNG" and image.width > 100
 
 
 def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path):

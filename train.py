@@ -2,6 +2,7 @@
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from ltpa_jax import train
@@ -15,6 +16,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # progress lines only; -v 0 shows library logs
+    logging.set_verbosity(logging.WARNING)
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

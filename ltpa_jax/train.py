@@ -3,6 +3,8 @@
 import functools
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -117,11 +119,11 @@ def train_steps(model, tx, info, state: TrainState, data: DeviceData, batches, r
     index, batch = xs
     state, batch_metrics = step(state, data.images[batch], data.labels[batch],
                                 jax.random.fold_in(rng, index))
-    return (state, totals.merge(batch_metrics)), None
+    return (state, totals.merge(batch_metrics)), batch_metrics.loss.compute()
 
   indices = first + jnp.arange(batches.shape[0])
-  (state, totals), _ = jax.lax.scan(body, (state, TrainMetrics.empty()), (indices, batches))
-  return state, totals
+  (state, totals), losses = jax.lax.scan(body, (state, TrainMetrics.empty()), (indices, batches))
+  return state, totals, losses
 
 
 def evaluate(model, info, batch_size: int, state: TrainState, data: DeviceData):
@@ -160,29 +162,79 @@ def chunk_shapes(num_examples: int, batch_size: int, steps_per_call: int) -> lis
   return shapes
 
 
-def compile_train_steps(model, tx, info, state, data, rng, shapes):
-  """AOT-compiles `train_steps` (state donated) for each batches shape; returns {shape: fn}."""
-  jitted = jax.jit(functools.partial(train_steps, model, tx, info), donate_argnums=0)
-  return {shape: jitted.lower(state, data, jax.ShapeDtypeStruct(shape, jnp.int32), rng,
-                              np.int32(0)).compile()
-          for shape in shapes}
+class CompiledSteps(dict):
+  """`train_steps` (state donated) AOT-compiled per shape of `batches`, on first use."""
+
+  def __init__(self, model, tx, info, state, data, rng):
+    super().__init__()
+    self._jitted = jax.jit(functools.partial(train_steps, model, tx, info), donate_argnums=0)
+    self._abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                  (state, data, rng))
+
+  def __missing__(self, shape):
+    state, data, rng = self._abstract
+    self[shape] = self._jitted.lower(state, data, jax.ShapeDtypeStruct(shape, jnp.int32), rng,
+                                     np.int32(0)).compile()
+    return self[shape]
+
+
+def compile_train_steps(model, tx, info, state, data, rng, shapes) -> CompiledSteps:
+  """`CompiledSteps` with `shapes` compiled now."""
+  compiled = CompiledSteps(model, tx, info, state, data, rng)
+  for shape in shapes:
+    compiled[shape]  # pylint: disable=pointless-statement
+  return compiled
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or Inf at step `step_in_pass` of a pass."""
+
+  def __init__(self, message: str, step_in_pass: int):
+    super().__init__(message)
+    self.step_in_pass = step_in_pass
 
 
 def train_pass(compiled, batch_size: int, steps_per_call: int, state: TrainState,
-               data: DeviceData, rng):
-  """One shuffled pass over `data` in calls of `steps_per_call` steps (0: one call)."""
+               data: DeviceData, rng, start: int = 0, should_stop=lambda: False):
+  """A shuffled pass over `data` from its step `start`, in calls of `steps_per_call` steps.
+
+  Returns (state, metrics of the steps run, steps run). After each call, `should_stop()` may end
+  the pass early. Raises NonFiniteLossError (state not returned) if a loss is not finite.
+  """
   perm_rng, step_rng = jax.random.split(rng)
-  full, rest = shuffled_batches(perm_rng, data.labels.shape[0], batch_size)
+  # On the host: slicing a device array at new static offsets would compile each slice.
+  full, rest = jax.device_get(shuffled_batches(perm_rng, data.labels.shape[0], batch_size))
   chunk = steps_per_call or full.shape[0]
-  calls = [full[i:i + chunk] for i in range(0, full.shape[0], chunk)]
+  calls = [full[i:i + chunk] for i in range(start, full.shape[0], chunk)]
   if rest.shape[0]:
     calls.append(rest[None])
-  totals, first = None, 0
+  totals, losses, first = None, [], start
   for batches in calls:
-    state, chunk_metrics = compiled[batches.shape](state, data, batches, step_rng, np.int32(first))
+    state, chunk_metrics, chunk_losses = compiled[batches.shape](state, data, batches, step_rng,
+                                                                 np.int32(first))
     totals = chunk_metrics if totals is None else totals.merge(chunk_metrics)
+    losses.append(chunk_losses)
     first += batches.shape[0]
-  return state, totals
+    if should_stop():
+      break
+  finite = np.isfinite(np.concatenate(jax.device_get(losses)))
+  if not finite.all():
+    step = start + int(np.argmin(finite))
+    raise NonFiniteLossError(f"The training loss is not finite at step {step} of the pass.", step)
+  return state, totals, first - start
+
+
+def sigterm_flag() -> threading.Event:
+  """An event set by SIGTERM (from the main thread only; elsewhere it is never set)."""
+  event = threading.Event()
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, lambda *_: event.set())
+  return event
+
+
+def report(message: str):
+  """One line of progress on stdout (library logs go through absl logging)."""
+  print(message, flush=True)
 
 
 def fixed_examples(split: datasets.Split, count: int):
@@ -197,13 +249,22 @@ def attention_maps(model, info, state: TrainState, images):
   return {layer: m["a"] for layer, m in maps.items()}
 
 
+def state_template(config, info: datasets.DatasetInfo):
+  """The model, optimiser and abstract checkpoint tree (shapes only) of `config`."""
+  model = models.create_model(config.model, info.num_classes)
+  tx = optim.sgd(optim.learning_rate_schedule(config, 1), config.momentum, config.weight_decay)
+  state = jax.eval_shape(functools.partial(initial_state, model, tx,
+                                           image_shape=info.image_shape), jax.random.key(0))
+  return model, tx, {"state": state, "epoch_metrics": TrainMetrics.empty()}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns results.json."""
   run_start = time.perf_counter()
   config_validation.validate(config)
   workdir_lib.check_same_config(workdir, config)
   if os.path.exists(os.path.join(workdir, results.RESULTS_FILE)):
-    logging.info("%s is a finished run; its results:", workdir)
+    report(f"{workdir} holds a finished run; returning its results.")
     return results.read(workdir)
 
   info = datasets.dataset_info(config.dataset)
@@ -224,77 +285,129 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       init_rng)
   logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
       state.params, include_stats=False))
+  report(f"{config.dataset}: {num_train} training images; model: "
+         f"{parameter_overview.count_parameters(state.params):,} parameters.")
 
   probes = {"train": fixed_examples(train_split, config.attention_images),
             "test": fixed_examples(splits["test"], config.attention_images)}
   maps_fn = jax.jit(functools.partial(attention_maps, model, info))
   history_path = os.path.join(workdir, HISTORY_FILE)
+  steps_per_epoch = steps_per_pass * config.passes_per_epoch
+  stop = sigterm_flag()
   with checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints) as ckpt:
-    done, history = 0, []
-    if ckpt.latest_epoch():
-      state, _, done = ckpt.restore(None, state, train_rng)
-      with open(history_path) as f:
-        history = [h for h in json.load(f) if h["epoch"] <= done]
-      logging.info("Resuming %s after epoch %d.", workdir, done)
+    history, epoch_metrics = [], TrainMetrics.empty()
+    if ckpt.latest_epoch() is not None:  # checkpoints are numbered by SGD step
+      saved, _, step = ckpt.restore(None, {"state": state, "epoch_metrics": epoch_metrics},
+                                    train_rng)
+      state, epoch_metrics = saved["state"], saved["epoch_metrics"]
+      if os.path.exists(history_path):  # absent when stopped within the first epoch
+        with open(history_path) as f:
+          history = [h for h in json.load(f) if h["epoch"] <= step // steps_per_epoch]
+      report(f"Resuming {workdir} at step {step} (epoch {step // steps_per_epoch + 1}).")
+    elapsed_before = history[-1]["wall_seconds"] if history else 0.0
 
     compile_start = time.perf_counter()
     shapes = chunk_shapes(num_train, config.batch_size, config.steps_per_call)
     compiled = compile_train_steps(model, tx, info, state, train_data, train_rng, shapes)
     eval_fn = jax.jit(functools.partial(evaluate, model, info, config.eval_batch_size)).lower(
         state, test_data).compile()
-    logging.info("Compiled training (batches %s) and evaluation in %.1f s", shapes,
-                 time.perf_counter() - compile_start)
+    report(f"Compiled training (batches {shapes}) and evaluation in "
+           f"{time.perf_counter() - compile_start:.1f} s.")
 
     with summaries.SummaryWriter(os.path.join(workdir, "tensorboard"),
-                                 purge_step=done + 1 if done else None) as writer:
-      if not done:
+                                 purge_step=len(history) + 1 if history else None) as writer:
+      if not history:
         writer.write_text("config", str(config))
-      for epoch in range(done + 1, config.num_epochs + 1):
+      for epoch in range(len(history) + 1, config.num_epochs + 1):
         epoch_start = time.perf_counter()
         for p in range(config.passes_per_epoch):
+          pass_start = int(state.step) - (epoch - 1) * steps_per_epoch - p * steps_per_pass
+          if pass_start >= steps_per_pass:
+            continue  # done before a resume
           pass_rng = jax.random.fold_in(train_rng, (epoch - 1) * config.passes_per_epoch + p)
-          state, train_metrics = train_pass(compiled, config.batch_size, config.steps_per_call,
-                                            state, train_data, pass_rng)
-        train_summary = jax.device_get(train_metrics.compute())
-        epoch_seconds = time.perf_counter() - epoch_start
-        summary = {
-            "epoch": epoch,
-            "train_loss": float(train_summary["loss"]),
-            "train_error": 100 * (1 - float(train_summary["accuracy"])),
-            "learning_rate": float(schedule(int(state.step) - 1)),
-            "images_per_second": num_train * config.passes_per_epoch / epoch_seconds,
-            "epoch_seconds": epoch_seconds,
-        }
-        if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
-          test = jax.device_get(eval_fn(state, test_data).compute())
-          summary.update(test_loss=float(test["loss"]),
-                         test_top1_error=100 * (1 - float(test["accuracy"])),
-                         test_top5_error=100 * (1 - float(test["top5_accuracy"])))
+          begin = max(pass_start, 0)
+          try:
+            state, pass_metrics, steps = train_pass(
+                compiled, config.batch_size, config.steps_per_call, state, train_data, pass_rng,
+                begin, stop.is_set)
+          except NonFiniteLossError as e:
+            step = (epoch - 1) * steps_per_epoch + p * steps_per_pass + e.step_in_pass
+            raise NonFiniteLossError(
+                f"The training loss is not finite at step {step} (epoch {epoch}, step "
+                f"{e.step_in_pass} of pass {p + 1}). Stopped without saving: the checkpoints in "
+                f"{ckpt.directory} hold the last good state. Lower config.learning_rate or "
+                "check the data.", e.step_in_pass) from None
+          epoch_metrics = epoch_metrics.merge(pass_metrics)
+          epoch_done = p + 1 == config.passes_per_epoch and begin + steps == steps_per_pass
+          if stop.is_set() and not epoch_done:
+            ckpt.save(int(state.step), {"state": state, "epoch_metrics": epoch_metrics},
+                      train_rng)
+            report(f"SIGTERM: saved step {int(state.step)} (epoch {epoch}) to {ckpt.directory}; "
+                   "run the same command to resume.")
+            return None
+        summary = epoch_summary(epoch, epoch_metrics, eval_fn, state, test_data, config,
+                                schedule, num_train, time.perf_counter() - epoch_start)
+        summary["wall_seconds"] = elapsed_before + time.perf_counter() - run_start
         history.append(summary)
-        writer.write_scalars(epoch, {k: v for k, v in summary.items() if k != "epoch"})
-        if model.attention and (epoch % config.attention_every_epochs == 0
-                                or epoch == config.num_epochs):
-          for split, (images, _) in probes.items():
-            overlays = plots.attention_overlays(images, maps_fn(state, images), scale=4)
-            writer.write_images(epoch, {f"attention/{split}": overlays})
-        writer.flush()
+        write_epoch_summaries(writer, model, summary, probes, maps_fn, state, config)
         workdir_lib.write_json(history_path, history, overwrite=True)  # before the checkpoint
-        ckpt.save(epoch, state, train_rng)
+        epoch_metrics = TrainMetrics.empty()
+        ckpt.save(int(state.step), {"state": state, "epoch_metrics": epoch_metrics}, train_rng)
         seconds_per_epoch = sum(h["epoch_seconds"] for h in history) / len(history)
-        logging.info("epoch %d/%d %s eta %.0fs", epoch, config.num_epochs,
-                     " ".join(f"{k} {v:.4g}" for k, v in summary.items()
-                              if k not in ("epoch", "epoch_seconds")),
-                     seconds_per_epoch * (config.num_epochs - epoch))
+        report(f"epoch {epoch}/{config.num_epochs} " + " ".join(
+            f"{k} {v:.4g}" for k, v in summary.items()
+            if k not in ("epoch", "epoch_seconds", "wall_seconds"))
+               + f" eta {seconds_per_epoch * (config.num_epochs - epoch):.0f}s")
+        if stop.is_set():
+          report(f"SIGTERM: saved epoch {epoch} to {ckpt.directory}; run the same command to "
+                 "resume.")
+          return None
 
   save_figures(workdir, model, history, probes, maps_fn, state,
                datasets.class_names(config.dataset, config.data_dir))
   train_seconds = sum(h["epoch_seconds"] for h in history)
   run_results = results.make(
-      config, history, wall_seconds=time.perf_counter() - run_start,
+      config, history, wall_seconds=elapsed_before + time.perf_counter() - run_start,
       images_per_second=num_train * config.passes_per_epoch * len(history) / train_seconds,
       dataset_label=datasets.label(config.dataset, config.data_dir))
   results.write(workdir, run_results)
+  final = run_results["final"]
+  report(f"Done in {run_results['wall_seconds']:.0f} s: final test top-1 error "
+         f"{final['test_top1_error']:.2f}%, top-5 {final['test_top5_error']:.2f}% "
+         f"({run_results['dataset_label']}); results in {workdir}.")
   return run_results
+
+
+def epoch_summary(epoch, epoch_metrics, eval_fn, state, test_data, config, schedule,
+                  num_train, epoch_seconds) -> dict[str, float]:
+  """The epoch's train metrics, learning rate, speed and, on evaluated epochs, test metrics."""
+  train_summary = jax.device_get(epoch_metrics.compute())
+  summary = {
+      "epoch": epoch,
+      "train_loss": float(train_summary["loss"]),
+      "train_error": 100 * (1 - float(train_summary["accuracy"])),
+      "learning_rate": float(schedule(int(state.step) - 1)),
+      "images_per_second": num_train * config.passes_per_epoch / epoch_seconds,
+      "epoch_seconds": epoch_seconds,
+  }
+  if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:
+    test = jax.device_get(eval_fn(state, test_data).compute())
+    summary.update(test_loss=float(test["loss"]),
+                   test_top1_error=100 * (1 - float(test["accuracy"])),
+                   test_top5_error=100 * (1 - float(test["top5_accuracy"])))
+  return summary
+
+
+def write_epoch_summaries(writer, model, summary, probes, maps_fn, state, config):
+  """TensorBoard scalars of the epoch and, every few epochs, attention overlays."""
+  epoch = summary["epoch"]
+  writer.write_scalars(epoch, {k: v for k, v in summary.items() if k != "epoch"})
+  if model.attention and (epoch % config.attention_every_epochs == 0
+                          or epoch == config.num_epochs):
+    for split, (images, _) in probes.items():
+      overlays = plots.attention_overlays(images, maps_fn(state, images), scale=4)
+      writer.write_images(epoch, {f"attention/{split}": overlays})
+  writer.flush()
 
 
 def save_figures(workdir, model, history, probes, maps_fn, state, class_names):

@@ -15,8 +15,6 @@ import numpy as np
 
 from ltpa_jax import checkpoints
 from ltpa_jax import datasets
-from ltpa_jax import models
-from ltpa_jax import optim
 from ltpa_jax import plots
 from ltpa_jax import train
 from ltpa_jax import workdir as workdir_lib
@@ -24,12 +22,12 @@ from ltpa_jax import workdir as workdir_lib
 _WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir (holds config.json, checkpoints).")
 _OUT = flags.DEFINE_string("out", "attention.png", "PNG file to write.")
 _INDICES = flags.DEFINE_list("indices", [str(i) for i in range(8)], "Test image indices.")
-_EPOCH = flags.DEFINE_integer("epoch", None, "Checkpoint epoch (default: the latest).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint (SGD step; default: the latest).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir, if not the run's.")
 
 
-def render(workdir: str, out: str, indices, epoch=None, data_dir=None) -> str:
-  """Writes the attention grid of test images `indices` under the checkpoint of `epoch`."""
+def render(workdir: str, out: str, indices, step=None, data_dir=None) -> str:
+  """Writes the attention grid of test images `indices` under the checkpoint of SGD `step`."""
   with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
     config = ml_collections.ConfigDict(json.load(f))
   if not config.model.attention:
@@ -37,24 +35,22 @@ def render(workdir: str, out: str, indices, epoch=None, data_dir=None) -> str:
   data_dir = data_dir or config.data_dir
   info = datasets.dataset_info(config.dataset)
   test = datasets.load(config.dataset, data_dir, config.manual_dir)["test"]
-  model = models.create_model(config.model, info.num_classes)
-  tx = optim.sgd(optim.learning_rate_schedule(config, 1), config.momentum, config.weight_decay)
-  target = jax.eval_shape(functools.partial(train.initial_state, model, tx,
-                                            image_shape=info.image_shape), jax.random.key(0))
+  model, _, target = train.state_template(config, info)
   with checkpoints.CheckpointManager(workdir) as ckpt:
-    state, _, epoch = ckpt.restore(epoch, target, jax.random.key(0))
+    saved, _, step = ckpt.restore(step, target, jax.random.key(0))
+  state = saved["state"]
   images, labels = train.fixed_examples(
       datasets.Split(test.images[np.asarray(indices)], test.labels[np.asarray(indices)]),
       len(indices))
   maps = jax.jit(functools.partial(train.attention_maps, model, info))(state, images)
   plots.save_attention_grid(images, maps, out, labels, datasets.class_names(config.dataset,
                                                                              data_dir))
-  return f"Wrote {out}: attention of test images {list(indices)} after epoch {epoch}."
+  return f"Wrote {out}: attention of test images {list(indices)} after step {step}."
 
 
 def main(argv):
   del argv
-  print(render(_WORKDIR.value, _OUT.value, [int(i) for i in _INDICES.value], _EPOCH.value,
+  print(render(_WORKDIR.value, _OUT.value, [int(i) for i in _INDICES.value], _STEP.value,
                _DATA_DIR.value))
 
 

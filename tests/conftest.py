@@ -67,3 +67,21 @@ def fake_fashion_mnist(tmp_path, register_fake_checksums):
     splits[split] = (images[..., None], labels)
   register_fake_checksums("fashion_mnist", manual_dir)
   return manual_dir, splits
+
+
+@pytest.fixture
+def fake_dataset(monkeypatch):
+  """A tiny config whose dataset "fake" is 96 in-memory training images and 50 test images."""
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from ltpa_jax import datasets  # pylint: disable=import-outside-toplevel
+  from tests import fakes  # pylint: disable=import-outside-toplevel
+
+  splits = {"train": fakes.colour_split(96, 0), "test": fakes.colour_split(50, 3)}
+  monkeypatch.setitem(datasets.DATASETS, "fake", fakes.INFO)
+  monkeypatch.setattr(datasets, "load", lambda *args, **kwargs: splits)
+  monkeypatch.setattr(datasets, "class_names", lambda *args: [str(i) for i in range(10)])
+  monkeypatch.setattr(datasets, "label", lambda *args: "fake")
+  config = tiny.get_config()
+  config.dataset = "fake"
+  config.attention_images = 4
+  return config

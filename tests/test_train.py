@@ -16,17 +16,10 @@ from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import train
 from ltpa_jax import visualize
+from tests import fakes
 
-INFO = datasets.DatasetInfo(10, (32, 32, 3), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-
-
-def fake_split(n, seed=0, num_classes=10):
-  """Images whose class is visible: a per-class colour plus noise."""
-  rng = np.random.default_rng(seed)
-  labels = rng.integers(0, num_classes, n).astype(np.int32)
-  colours = np.random.default_rng(99).integers(0, 256, (num_classes, 1, 1, 3))
-  noise = rng.integers(-40, 40, (n, 32, 32, 3))
-  return datasets.Split(np.clip(colours[labels] + noise, 0, 255).astype(np.uint8), labels)
+INFO = fakes.INFO
+fake_split = fakes.colour_split
 
 
 def setup(lr=0.05, **model_kwargs):
@@ -53,10 +46,10 @@ def test_a_pass_trains_the_remainder_batch_and_splitting_into_calls_changes_noth
   compiled = train.compile_train_steps(model, tx, INFO, state, data, jax.random.key(0), shapes)
   run = lambda steps_per_call: train.train_pass(
       compiled, 32, steps_per_call, jax.tree.map(jnp.copy, state), data, jax.random.key(5))
-  one_scan, metrics = run(0)
-  assert int(one_scan.step) == 3  # 32 + 32 + 6 examples
+  one_scan, metrics, steps = run(0)
+  assert int(one_scan.step) == steps == 3  # 32 + 32 + 6 examples
   assert int(metrics.loss.count) == 70
-  per_step, _ = run(1)
+  per_step, _, _ = run(1)
   for a, b in zip(jax.tree.leaves(one_scan), jax.tree.leaves(per_step)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -93,27 +86,13 @@ def test_fits_a_small_fixed_batch():
   assert losses[0] > 2.0 and np.mean(losses[-10:]) < 0.6, (losses[0], losses[-10:])
 
 
-@pytest.fixture
-def fake_dataset(monkeypatch):
-  """`config.dataset = "fake"` trains on 96 in-memory images and tests on 50."""
-  splits = {"train": fake_split(96), "test": fake_split(50, seed=3)}
-  monkeypatch.setitem(datasets.DATASETS, "fake", INFO)
-  monkeypatch.setattr(datasets, "load", lambda *args, **kwargs: splits)
-  monkeypatch.setattr(datasets, "class_names", lambda *args: [str(i) for i in range(10)])
-  monkeypatch.setattr(datasets, "label", lambda *args: "fake")
-  config = tiny.get_config()
-  config.dataset = "fake"
-  config.attention_images = 4
-  return config
-
-
 def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
     fake_dataset, tmp_path):
   config = fake_dataset
   run = train.train_and_evaluate(config, str(tmp_path))
   assert run["final"]["epoch"] == 2 and run["dataset_label"] == "fake"
   assert run["final"]["test_top5_error"] <= run["final"]["test_top1_error"] <= 100
-  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2"]
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6"]  # steps: 96 / 32 per epoch
   assert {"config.json", "history.json", "results.json", "learning_curves.png",
           "attention_train.png", "attention_test.png"} <= set(os.listdir(tmp_path))
   with open(tmp_path / "history.json") as f:
@@ -121,7 +100,7 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
   assert [h["learning_rate"] for h in history] == pytest.approx([0.1, 0.01])  # boundary: epoch 1
   assert train.train_and_evaluate(config, str(tmp_path)) == run  # finished: read back
   out = tmp_path / "chosen.png"
-  assert "after epoch 2" in visualize.render(str(tmp_path), str(out), [3, 1, 4])
+  assert "after step 6" in visualize.render(str(tmp_path), str(out), [3, 1, 4])
   with PIL.Image.open(out) as image:
     assert image.format == "PNG" and image.width > 100
 

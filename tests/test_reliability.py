@@ -1,0 +1,141 @@
+"""Faults: SIGKILL and SIGTERM mid-run, a diverging loss, bad input (tiny models on CPU)."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from ltpa_jax import checkpoints
+from ltpa_jax import optim
+from ltpa_jax import tfds_builders
+from ltpa_jax import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TIMING = ("images_per_second", "epoch_seconds", "wall_seconds")
+
+
+@pytest.fixture
+def prepared_fake_data(fake_fashion_mnist, tmp_path):
+  """A data_dir with a 30/10-image fake Fashion-MNIST, readable by another process."""
+  manual_dir, _ = fake_fashion_mnist
+  data_dir = tmp_path / "tfds"
+  tfds_builders.prepare("fashion_mnist", str(data_dir), manual_dir=str(manual_dir), download=False)
+  return str(data_dir)
+
+
+def start_run(workdir, data_dir):
+  """train.py on the fake data: 4 epochs of 4 steps (30 images, batch 8), one step per call."""
+  command = [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
+             "--config.dataset=fashion_mnist", f"--config.data_dir={data_dir}",
+             "--config.batch_size=8", "--config.eval_batch_size=5", "--config.num_epochs=4",
+             "--config.lr_boundaries_epochs=(2,)", "--config.attention_images=2"]
+  return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def run_until(workdir, data_dir, line_start, sig):
+  """Starts a run and sends `sig` when it prints a line starting with `line_start`."""
+  process = start_run(workdir, data_dir)
+  output = []
+  for line in process.stdout:
+    output.append(line)
+    if line.startswith(line_start):
+      process.send_signal(sig)
+      break
+  output.append(process.stdout.read())
+  process.wait(timeout=300)
+  return process.returncode, "".join(output)
+
+
+def finish(workdir, data_dir):
+  process = start_run(workdir, data_dir)
+  output, _ = process.communicate(timeout=300)
+  assert process.returncode == 0, output
+  return output
+
+
+def final_state(workdir):
+  """The latest checkpoint's arrays and the history without timings."""
+  with checkpoints.CheckpointManager(str(workdir)) as ckpt:
+    step = ckpt.latest_epoch()
+    path = pathlib.Path(ckpt.directory) / str(step)
+  with open(pathlib.Path(workdir) / "history.json") as f:
+    history = [{k: v for k, v in h.items() if k not in TIMING} for h in json.load(f)]
+  config = json.loads((pathlib.Path(workdir) / "config.json").read_text())
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from ltpa_jax import datasets  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict(config)
+  _, _, target = train.state_template(config, datasets.dataset_info(config.dataset))
+  with checkpoints.CheckpointManager(str(workdir)) as ckpt:
+    saved, _, _ = ckpt.restore(step, target, jax.random.key(0))
+  return step, jax.tree.leaves(saved), history, path
+
+
+@pytest.fixture
+def uninterrupted(prepared_fake_data, tmp_path):
+  workdir = tmp_path / "uninterrupted"
+  finish(workdir, prepared_fake_data)
+  return final_state(workdir)
+
+
+def assert_same_run(a, b):
+  step_a, leaves_a, history_a, _ = a
+  step_b, leaves_b, history_b, _ = b
+  assert step_a == step_b == 16
+  assert history_a == history_b  # every metric of every epoch, bit for bit
+  for x, y in zip(leaves_a, leaves_b, strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(uninterrupted, prepared_fake_data,
+                                                          tmp_path):
+  """Same machine, float32, fixed seeds: the resumed run is bit-identical (so runs are also
+  deterministic: an uninterrupted run repeated gives the same numbers)."""
+  workdir = tmp_path / "killed"
+  code, output = run_until(workdir, prepared_fake_data, "epoch 2/4", signal.SIGKILL)
+  assert code == -signal.SIGKILL, output
+  assert not (workdir / "results.json").exists()
+  output = finish(workdir, prepared_fake_data)
+  assert "Resuming" in output
+  assert_same_run(final_state(workdir), uninterrupted)
+
+
+def test_sigterm_saves_at_a_step_boundary_exits_zero_and_resumes_exactly(
+    uninterrupted, prepared_fake_data, tmp_path):
+  workdir = tmp_path / "terminated"
+  code, output = run_until(workdir, prepared_fake_data, "Compiled", signal.SIGTERM)
+  assert code == 0, output
+  assert "SIGTERM: saved step" in output, output
+  with checkpoints.CheckpointManager(str(workdir)) as ckpt:
+    assert ckpt.latest_epoch() < 16
+  output = finish(workdir, prepared_fake_data)
+  assert "Resuming" in output
+  assert_same_run(final_state(workdir), uninterrupted)
+
+
+def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+    fake_dataset, tmp_path, monkeypatch):
+  """Epoch 1 trains normally; from epoch 2 the learning rate is absurd (1e30)."""
+  schedule = optim.learning_rate_schedule
+  monkeypatch.setattr(optim, "learning_rate_schedule", lambda config, steps_per_epoch: (
+      lambda step: jax.numpy.where(step < 3, schedule(config, steps_per_epoch)(step), 1e30)))
+  with pytest.raises(train.NonFiniteLossError, match=r"at step \d+ \(epoch 2, step \d of pass 1\)"
+                     r".*last good state"):
+    train.train_and_evaluate(fake_dataset, str(tmp_path))
+  checkpoint_dir = tmp_path / "checkpoints"
+  assert os.listdir(checkpoint_dir) == ["3"]  # epoch 1 (3 steps), nothing after
+  history = json.loads((tmp_path / "history.json").read_text())
+  assert [h["epoch"] for h in history] == [1] and np.isfinite(history[0]["train_loss"])
+
+
+def test_a_bad_config_fails_before_any_work(fake_dataset, tmp_path):
+  fake_dataset.model.normalisation = "softmaxx"
+  with pytest.raises(ValueError, match="config.model.normalisation.*'softmax', 'sigmoid'"):
+    train.train_and_evaluate(fake_dataset, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -118,7 +120,12 @@ DISPLAY_NAMES = {"cifar100": "CIFAR-100", "cifar10": "CIFAR-10", "svhn_cropped":
 
 
 def label(name: str, data_dir: str | None) -> str:
-  """How reports name the data, e.g. "CIFAR-100 (re-split)" for the offline re-split."""
-  description = _source_info(name, data_dir).description or ""
+  """How reports name the data, e.g. "CIFAR-100 (re-split)" for the offline re-split.
+
+  Reads the description written on disk (TFDS's dataset_info keeps the one from its code).
+  """
+  path = os.path.join(tfds.builder(name, data_dir=data_dir).data_dir, "dataset_info.json")
+  with open(path) as f:
+    description = json.load(f).get("description", "")
   display = DISPLAY_NAMES.get(name, name)
   return f"{display} (re-split)" if "RE-SPLIT" in description else display

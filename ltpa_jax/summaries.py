@@ -5,8 +5,25 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
+import sys
+
 import numpy as np
-import tensorboardX
+
+
+def _import_tensorboardx_without_torch():
+  """tensorboardX imports torch whenever it is installed; keep PyTorch out of training runs."""
+  if "torch" in sys.modules:  # already loaded by the caller: nothing to keep out
+    import tensorboardX  # pylint: disable=import-outside-toplevel
+    return tensorboardX
+  sys.modules["torch"] = None  # makes `import torch` fail inside tensorboardX
+  try:
+    import tensorboardX  # pylint: disable=import-outside-toplevel
+  finally:
+    del sys.modules["torch"]
+  return tensorboardX
+
+
+tensorboardX = _import_tensorboardx_without_torch()
 
 
 class SummaryWriter:

@@ -264,7 +264,7 @@ def state_template(config, info: datasets.DatasetInfo):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns results.json."""
   run_start = time.perf_counter()
-  config_validation.validate(config)
+  config_validation.validate(config, jax.local_device_count())
   workdir_lib.check_same_config(workdir, config)
   if os.path.exists(os.path.join(workdir, results.RESULTS_FILE)):
     report(f"{workdir} holds a finished run; returning its results.")

@@ -34,7 +34,7 @@ def ref():
   """tests/torch_reference.py, the reference models in PyTorch."""
   pytest.importorskip("torch", reason="PyTorch is absent: pip install torch==2.13.0 (CPU build) "
                       "to run the PyTorch parity tests")
-  import torch_reference  # pylint: disable=import-outside-toplevel
+  from tests import torch_reference  # pylint: disable=import-outside-toplevel
   return torch_reference
 
 

@@ -17,6 +17,7 @@ from ltpa_jax import optim
 from ltpa_jax import train
 from ltpa_jax import visualize
 from tests import fakes
+from tests import test_summaries
 
 INFO = fakes.INFO
 fake_split = fakes.colour_split
@@ -42,15 +43,16 @@ def test_chunk_shapes_cover_every_example_once():
 def test_a_pass_trains_the_remainder_batch_and_splitting_into_calls_changes_nothing():
   model, tx, state = setup()
   data = train.to_device(fake_split(70))
-  shapes = {*train.chunk_shapes(70, 32, 0), *train.chunk_shapes(70, 32, 1)}
+  shapes = {*train.chunk_shapes(70, 16, 0), *train.chunk_shapes(70, 16, 2)}
+  assert shapes == {(4, 16), (2, 16), (1, 6)}
   compiled = train.compile_train_steps(model, tx, INFO, state, data, jax.random.key(0), shapes)
   run = lambda steps_per_call: train.train_pass(
-      compiled, 32, steps_per_call, jax.tree.map(jnp.copy, state), data, jax.random.key(5))
+      compiled, 16, steps_per_call, jax.tree.map(jnp.copy, state), data, jax.random.key(5))
   one_scan, metrics, steps = run(0)
-  assert int(one_scan.step) == steps == 3  # 32 + 32 + 6 examples
+  assert int(one_scan.step) == steps == 5  # 4 x 16 + 6 examples
   assert int(metrics.loss.count) == 70
-  per_step, _, _ = run(1)
-  for a, b in zip(jax.tree.leaves(one_scan), jax.tree.leaves(per_step)):
+  two_per_call, _, _ = run(2)
+  for a, b in zip(jax.tree.leaves(one_scan), jax.tree.leaves(two_per_call)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -98,6 +100,16 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
   with open(tmp_path / "history.json") as f:
     history = json.load(f)
   assert [h["learning_rate"] for h in history] == pytest.approx([0.1, 0.01])  # boundary: epoch 1
+  events = test_summaries.read_events(tmp_path / "tensorboard")
+  assert [v for _, v in events["scalars"]["test_top1_error"]] == pytest.approx(
+      [h["test_top1_error"] for h in history])
+  assert {"train_loss", "train_error", "learning_rate", "images_per_second",
+          "test_loss", "test_top5_error"} <= set(events["scalars"])
+  assert [step for step, _ in events["images"]["attention/test"]] == [2]  # the last epoch
+  assert "normalisation" in events["text"]["config/text_summary"][0][1]
+  for name in ("learning_curves.png", "attention_test.png"):
+    with PIL.Image.open(tmp_path / name) as image:
+      assert image.format == "PNG" and image.width >= 400 and image.height >= 300
   assert train.train_and_evaluate(config, str(tmp_path)) == run  # finished: read back
   out = tmp_path / "chosen.png"
   assert "after step 6" in visualize.render(str(tmp_path), str(out), [3, 1, 4])

@@ -1,0 +1,149 @@
+"""The recipes in configs/: their sources' hyperparameters, schedules and model structure.
+
+That every config passes `config_validation.validate` is tested in test_config_validation.py.
+"""
+
+import importlib
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from ltpa_jax import datasets
+from ltpa_jax import models
+from ltpa_jax import optim
+
+NAMES = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
+               if p.stem != "__init__")
+REFERENCE_TABLE = ("vgg19", "vgg19_att", "cifar10_vgg19", "cifar10_att", "fashion_mnist_vgg19",
+                   "fashion_mnist_att")
+LATER = ("vgg19_later", "vgg19_att_softmax", "vgg19_att_sigmoid")
+SAOYAN = ("saoyan_att_before", "saoyan_att_after")
+CIFAR100_TRAIN = 50_000
+BEFORE = {"l1": (32, 32), "l2": (16, 16), "l3": (8, 8)}
+AFTER = {"l1": (16, 16), "l2": (8, 8), "l3": (4, 4)}
+
+# Per config: parameters, attention map sizes, compatibility vectors u (None: no attention).
+# CIFAR-100 counts match test_models.py's PyTorch-layout counts; 10-class and 1-channel variants
+# have smaller classifiers and first convs.
+STRUCTURE = {
+    "default": (19_993_764, BEFORE, "separate"),
+    "tiny": (88_344, BEFORE, "separate"),
+    "vgg19": (19_906_596, {}, None),
+    "vgg19_att": (20_140_580, BEFORE, "shared"),
+    "vgg19_later": (19_758_756, {}, None),
+    "vgg19_att_softmax": (19_993_764, BEFORE, "separate"),
+    "vgg19_att_sigmoid": (19_993_764, BEFORE, "separate"),
+    "saoyan_att_before": (19_993_764, BEFORE, "separate"),
+    "saoyan_att_after": (19_993_764, AFTER, "separate"),
+    "paper_att3_concat_pc": (19_993_764, BEFORE, "separate"),
+    "cifar10_vgg19": (19_860_426, {}, None),
+    "cifar10_att": (20_002_250, BEFORE, "shared"),
+    "fashion_mnist_vgg19": (19_859_274, {}, None),
+    "fashion_mnist_att": (20_001_098, BEFORE, "shared"),
+}
+
+
+def get_config(name):
+  return importlib.import_module(f"configs.{name}").get_config()
+
+
+def optimiser(config):
+  return (config.batch_size, config.learning_rate, config.momentum, config.weight_decay,
+          config.lr_schedule, config.num_epochs, config.passes_per_epoch)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_docstring_states_the_command(name):
+  doc = importlib.import_module(f"configs.{name}").__doc__
+  assert f"python train.py --config configs/{name}.py" in doc
+
+
+def test_every_config_has_its_structure_listed():
+  assert sorted(STRUCTURE) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_structure(name):
+  config = get_config(name)
+  info = datasets.dataset_info(config.dataset)
+  model = models.create_model(config.model, info.num_classes)
+  x = jnp.zeros((1, 32, 32, info.image_shape[-1]))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  params = variables["params"]
+  (logits, maps) = jax.eval_shape(lambda v: model.apply(v, x), variables)
+  num_params, map_sizes, u = STRUCTURE[name]
+  assert sum(p.size for p in jax.tree.leaves(params)) == num_params
+  assert logits.shape == (1, info.num_classes)
+  assert {layer: m["a"].shape[1:] for layer, m in maps.items()} == map_sizes
+  own_u = [s for s in (1, 2, 3) if "u" in params.get(f"attention{s}", {})]
+  assert ("shared" if "u" in params else "separate" if own_u else None) == u
+  assert own_u in ([], [1, 2, 3])
+  assert params["block1"]["conv0"]["kernel"].shape[2] == info.image_shape[-1]
+
+
+@pytest.mark.parametrize("name", REFERENCE_TABLE)
+def test_reference_table_recipe(name):
+  config = get_config(name)
+  assert config.model.b2_convs == 3
+  assert optimiser(config) == (64, 0.1, 0.9, 1e-4, "piecewise", 100, 1)
+  assert tuple(config.lr_boundaries_epochs) == (50, 70, 90) and config.lr_decay == 0.1
+  assert config.model.init == "kaiming"
+  if config.model.attention:
+    assert (config.model.normalisation, config.model.shared_u) == ("sigmoid", True)
+
+
+@pytest.mark.parametrize("name", LATER)
+def test_later_recipe(name):
+  config = get_config(name)
+  assert config.dataset == "cifar100" and config.model.b2_convs == 2
+  assert optimiser(config) == (64, 0.1, 0.9, 5e-5, "piecewise", 100, 1)
+  assert tuple(config.lr_boundaries_epochs) == (50, 70, 90) and config.lr_decay == 0.1
+  assert config.model.attention == (name != "vgg19_later")
+  if config.model.attention:
+    assert config.model.normalisation == name.rsplit("_", 1)[1]
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "fashion_mnist"])
+@pytest.mark.parametrize("model", ["vgg19", "att"])
+def test_other_datasets_change_only_the_dataset(dataset, model):
+  config = get_config(f"{dataset}_{model}").to_dict()
+  base = get_config("vgg19" if model == "vgg19" else "vgg19_att").to_dict()
+  assert config.pop("dataset") == dataset and base.pop("dataset") == "cifar100"
+  assert config == base
+
+
+def test_saoyan_recipe():
+  before, after = get_config("saoyan_att_before"), get_config("saoyan_att_after")
+  assert optimiser(before) == (128, 0.1, 0.9, 5e-4, "step", 300, 3)
+  assert (before.lr_step_epochs, before.lr_decay, before.model.init) == (25, 0.5, "xavier")
+  assert (before.model.normalisation, before.model.aggregation) == ("softmax", "concat")
+  assert before.model.attention_position == "before"
+  after_dict = after.to_dict()
+  after_dict["model"]["attention_position"] = "before"
+  assert after_dict == before.to_dict()
+
+
+def test_saoyan_schedule_halves_every_25_epochs_of_3_passes():
+  config = get_config("saoyan_att_before")
+  steps_per_pass = -(-CIFAR100_TRAIN // config.batch_size)
+  assert steps_per_pass == 391
+  schedule = optim.learning_rate_schedule(config, steps_per_pass)
+  epoch = 3 * steps_per_pass
+  for step, lr in [(0, 0.1), (25 * epoch - 1, 0.1), (25 * epoch, 0.05), (50 * epoch, 0.025),
+                   (300 * epoch - 1, 0.1 * 0.5**11)]:
+    assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step
+
+
+def test_paper_config_scales_the_reference_schedule_to_300_epochs():
+  config = get_config("paper_att3_concat_pc")
+  m = config.model
+  assert (m.attention, m.normalisation, m.compatibility, m.aggregation, m.shared_u) == (
+      True, "softmax", "pc", "concat", False)
+  assert tuple(m.attended_layers) == (1, 2, 3)
+  assert optimiser(config) == (64, 0.1, 0.9, 5e-5, "piecewise", 300, 1)
+  steps_per_epoch = -(-CIFAR100_TRAIN // config.batch_size)
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch)
+  for epoch, lr in [(149, 0.1), (150, 0.01), (210, 1e-3), (270, 1e-4), (299, 1e-4)]:
+    assert float(schedule(epoch * steps_per_epoch)) == pytest.approx(lr, rel=1e-6), epoch

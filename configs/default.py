@@ -14,7 +14,8 @@ def get_config():
 
   # Data: a TFDS dataset read through tfds.data_source (prepared without TensorFlow if needed).
   config.dataset = "cifar100"
-  config.data_dir = placeholder(str)  # TFDS data_dir; None = TFDS's default (~/tensorflow_datasets)
+  config.data_dir = placeholder(str)  # TFDS data_dir; None: TFDS's default
+
   config.train_examples = 0  # train on the first N training examples only (0: all); smoke tests
   config.manual_dir = placeholder(str)  # folder with the official archives, for offline preparation.
 
@@ -44,9 +45,9 @@ def get_config():
   config.lr_boundaries_epochs = (50, 70, 90)
   config.lr_step_epochs = 25
   config.lr_decay = 0.1
-  config.passes_per_epoch = 1
+  config.passes_per_epoch = 1  # the SaoYan port counts 3 passes over the data as one "epoch"
   config.steps_per_call = 0  # SGD steps per compiled call; 0 = a whole pass in one lax.scan.
-  #   (XLA:CPU runs conv weight gradients ~80x slower inside loops: CPU configs use 1.)  # the SaoYan port counts 3 passes over the data as one "epoch"
+  #   (XLA:CPU runs conv weight gradients ~80x slower inside loops: CPU configs use 1.)
 
   # Evaluation and logging.
   config.eval_batch_size = 1000

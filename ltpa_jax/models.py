@@ -109,7 +109,8 @@ class LinearAttention(nn.Module):
   def __call__(self, l, g):
     if self.compatibility == "pc":
       u = self.u if self.u is not None else nn.Conv(
-          1, (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme), dtype=l.dtype, name="u")
+          1, (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme), dtype=l.dtype,
+          name="u")
       c = u(l + g[:, None, None, :])[..., 0]
     else:
       c = jnp.einsum("nhwc,nc->nhw", l, g.astype(l.dtype))
@@ -152,8 +153,9 @@ class VGGAttention(nn.Module):
     if x.shape[1:3] != (32, 32):
       raise ValueError(f"VGGAttention expects 32x32 inputs, got {x.shape[1:3]}; pad or resize.")
     x = x.astype(self.dtype)
-    block = lambda s, n, **kw: ConvBlock(self._width(BLOCK_FEATURES[s - 1]), n, init_scheme=self.init_scheme,
-                                         dtype=self.dtype, name=f"block{s}", **kw)
+    block = lambda s, n, **kw: ConvBlock(self._width(BLOCK_FEATURES[s - 1]), n,
+                                         init_scheme=self.init_scheme, dtype=self.dtype,
+                                         name=f"block{s}", **kw)
     x = block(1, 2)(x, train)
     x = block(2, self.b2_convs)(x, train)
     local = {}

@@ -15,9 +15,8 @@ def get_config():
   # Data: a TFDS dataset read through tfds.data_source (prepared without TensorFlow if needed).
   config.dataset = "cifar100"
   config.data_dir = placeholder(str)  # TFDS data_dir; None: TFDS's default
-
+  config.manual_dir = placeholder(str)  # the official archives, for offline preparation
   config.train_examples = 0  # train on the first N training examples only (0: all); smoke tests
-  config.manual_dir = placeholder(str)  # folder with the official archives, for offline preparation.
 
   # Model (ltpa_jax.models.VGGAttention).
   config.model = ml_collections.ConfigDict()

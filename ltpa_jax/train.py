@@ -207,7 +207,7 @@ def train_pass(compiled, batch_size: int, steps_per_call: int, state: TrainState
   perm_rng, step_rng = jax.random.split(rng)
   # On the host: slicing a device array at new static offsets would compile each slice.
   full, rest = jax.device_get(shuffled_batches(perm_rng, data.labels.shape[0], batch_size))
-  chunk = steps_per_call or full.shape[0]
+  chunk = steps_per_call or max(full.shape[0], 1)
   calls = [full[i:i + chunk] for i in range(start, full.shape[0], chunk)]
   if rest.shape[0]:
     calls.append(rest[None])

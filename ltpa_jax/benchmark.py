@@ -1,0 +1,204 @@
+"""Training and evaluation speed of a config on synthetic data, with FLOP utilisation.
+
+    python -m ltpa_jax.benchmark --config configs/vgg19_att.py --config.model.dtype=bfloat16 \
+        --steps 100 --out bench.json
+
+Compiles `train.train_steps` for one call of `--steps` steps (AOT; the compile time is reported
+apart), runs warm-up calls, then times `--repeats` calls; likewise `train.evaluate` on
+`eval_batch_size` images. Data are random uint8 images made on the device: no dataset is read.
+On several devices the batch is split over them (`parallel`); evaluation runs replicated.
+XLA:CPU runs conv weight gradients far slower inside loops: on CPU use `--steps 1`.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+import functools
+import json
+import math
+import os
+import time
+
+from absl import app
+from absl import flags
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import config_flags
+
+from ltpa_jax import config_validation
+from ltpa_jax import datasets
+from ltpa_jax import input_pipeline
+from ltpa_jax import models
+from ltpa_jax import optim
+from ltpa_jax import parallel
+from ltpa_jax import train
+from ltpa_jax import workdir as workdir_lib
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax")
+TRAIN_FLOPS_NOTE = ("training counted as 3x the forward FLOPs (backward: gradients of the "
+                    "activations and of the weights, each ~ the forward)")
+FLOPS_NOTE = ("2 FLOPs per multiply-add of convs, dense layers and attention sums; elementwise "
+              "ops (BatchNorm, ReLU, pooling, biases, softmax, l + g) not counted")
+# Dense (not sparse) peak TFLOP/s of one device by compute dtype, from the vendors' datasheets;
+# the first entry whose name is in `device_kind` applies. float32: TF32 tensor cores, which XLA
+# uses for float32 convolutions and matmuls on these GPUs at JAX's default precision.
+PEAK_TFLOPS = (
+    ("H100 PCIe", {"bfloat16": 756.0, "float32": 378.0}),
+    ("H100 NVL", {"bfloat16": 835.0, "float32": 418.0}),
+    ("H100", {"bfloat16": 989.4, "float32": 494.7}),  # SXM: "NVIDIA H100 80GB HBM3"
+    ("H200", {"bfloat16": 989.4, "float32": 494.7}),
+    ("A100", {"bfloat16": 312.0, "float32": 156.0}),
+    ("TPU v4", {"bfloat16": 275.0}),
+    ("TPU v5 lite", {"bfloat16": 197.0}),
+)
+
+
+def forward_flops(model: nn.Module, image_shape=(32, 32, 3)) -> int:
+  """Forward FLOPs of the model on one image, counted from the shapes each layer sees.
+
+  Traces the model abstractly (nothing is computed): every nn.Conv counts
+  2 * H_out * W_out * kh * kw * C_in * C_out / groups, every nn.Dense 2 * C_in * C_out, every
+  LinearAttention 2 * H * W * C for the weighted sum of l (and as much again for `dp`'s <l, g>).
+  """
+  total = 0
+
+  def count(next_fun, args, kwargs, context):
+    nonlocal total
+    out = next_fun(*args, **kwargs)
+    module = context.module
+    if context.method_name != "__call__":
+      return out
+    if isinstance(module, nn.Conv):
+      total += (2 * math.prod(out.shape[1:-1]) * math.prod(module.kernel_size)
+                * args[0].shape[-1] * out.shape[-1] // module.feature_group_count)
+    elif isinstance(module, nn.Dense):
+      total += 2 * args[0].shape[-1] * out.shape[-1]
+    elif isinstance(module, models.LinearAttention):
+      total += 2 * math.prod(args[0].shape[1:]) * (2 if module.compatibility == "dp" else 1)
+    return out
+
+  with nn.intercept_methods(count):
+    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape))))
+  return total
+
+
+def peak_tflops(device_kind: str, dtype: str) -> float | None:
+  """Dense peak TFLOP/s of one device of this kind for `dtype`; None when unknown."""
+  for name, peaks in PEAK_TFLOPS:
+    if name in device_kind:
+      return peaks.get(dtype)
+  return None
+
+
+def synthetic_data(rng, n: int, info: datasets.DatasetInfo) -> train.DeviceData:
+  """n random uint8 images of the dataset's shape (padded to 32x32) and labels, on the device."""
+  image_rng, label_rng = jax.random.split(rng)
+  images = jax.random.randint(image_rng, (n, *info.image_shape), 0, 256).astype(jnp.uint8)
+  labels = jax.random.randint(label_rng, (n,), 0, info.num_classes, jnp.int32)
+  return train.DeviceData(input_pipeline.pad_to_32(images), labels)
+
+
+def _time_calls(call, repeats: int, warmup: int, carry=None):
+  """Seconds for `repeats` calls `carry = call(carry, i)`, each waited for, after `warmup`."""
+  for i in range(warmup):
+    carry = jax.block_until_ready(call(carry, i))
+  start = time.perf_counter()
+  for i in range(warmup, warmup + repeats):
+    carry = jax.block_until_ready(call(carry, i))
+  return time.perf_counter() - start
+
+
+def run(config, steps: int, repeats: int = 10, warmup: int = 2) -> dict:
+  """Benchmarks `config`: training calls of `steps` steps, and evaluation; returns the results."""
+  if steps < 1 or repeats < 1 or warmup < 0:
+    raise ValueError(f"need steps >= 1, repeats >= 1, warmup >= 0; got {steps}, {repeats}, "
+                     f"{warmup}")
+  config_validation.validate(config, jax.device_count())
+  info = datasets.dataset_info(config.dataset)
+  model = models.create_model(config.model, info.num_classes)
+  batch, eval_batch = config.batch_size, config.eval_batch_size
+  tx = optim.sgd(optim.learning_rate_schedule(config, steps), config.momentum,
+                 config.weight_decay)
+  init_rng, data_rng, eval_rng, order_rng, train_rng = jax.random.split(
+      jax.random.key(config.seed), 5)
+  mesh = parallel.make_mesh()
+  state = jax.jit(functools.partial(train.initial_state, model, tx, image_shape=info.image_shape))(
+      init_rng)
+  state, data, eval_data = parallel.replicate(
+      (state, synthetic_data(data_rng, steps * batch, info),
+       synthetic_data(eval_rng, eval_batch, info)), mesh)
+  batches = jax.random.permutation(order_rng, steps * batch).reshape(steps, batch)
+
+  start = time.perf_counter()
+  train_fn = jax.jit(parallel.data_parallel(functools.partial(train.train_steps, model, tx, info),
+                                            mesh), donate_argnums=0)
+  compiled = train_fn.lower(state, data, batches, train_rng, np.int32(0)).compile()
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  eval_fn = jax.jit(functools.partial(train.evaluate, model, info, eval_batch)).lower(
+      state, eval_data).compile()
+  eval_compile_seconds = time.perf_counter() - start
+
+  eval_seconds = _time_calls(lambda _, i: eval_fn(state, eval_data), repeats, warmup)
+  train_seconds = _time_calls(  # carry: (state, metrics); the state is donated to each call
+      lambda c, i: compiled(c[0], data, batches, train_rng, np.int32(i * steps)), repeats,
+      warmup, (state, None))
+
+  device = jax.devices()[0]
+  images_per_second = repeats * steps * batch / train_seconds
+  flops = forward_flops(model, info.image_shape)
+  achieved = 3 * flops * images_per_second / 1e12
+  peak = peak_tflops(device.device_kind, config.model.dtype)
+  peak = None if peak is None else peak * jax.device_count()
+  return {
+      "config": workdir_lib.config_dict(config),
+      "device_kind": device.device_kind,
+      "platform": device.platform,
+      "device_count": jax.device_count(),
+      "versions": {p: metadata.version(p) for p in PACKAGES},
+      "dtype": config.model.dtype,
+      "batch_size": batch,
+      "steps_per_call": steps,
+      "warmup_calls": warmup,
+      "timed_calls": repeats,
+      "compile_seconds": compile_seconds,
+      "train_images_per_second": images_per_second,
+      "ms_per_step": 1e3 * train_seconds / (repeats * steps),
+      "eval_batch_size": eval_batch,
+      "eval_compile_seconds": eval_compile_seconds,
+      "eval_images_per_second": repeats * eval_batch / eval_seconds,
+      "forward_flops_per_image": flops,
+      "train_flops_per_image": 3 * flops,
+      "flops_note": f"{FLOPS_NOTE}; {TRAIN_FLOPS_NOTE}",
+      "train_tflops_per_second": achieved,
+      "peak_tflops_per_second": peak,  # all devices together; None: device unknown
+      "fraction_of_peak": None if peak is None else achieved / peak,
+  }
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if FLAGS.out and os.path.exists(FLAGS.out):
+    raise app.UsageError(f"--out {FLAGS.out} exists; not overwriting it. Choose another path.")
+  config = FLAGS.config
+  results = run(config, FLAGS.steps or config.steps_per_call or 100, FLAGS.repeats, FLAGS.warmup)
+  print(json.dumps(results, indent=2, sort_keys=True))
+  if FLAGS.out:
+    workdir_lib.write_json(FLAGS.out, results)
+
+
+if __name__ == "__main__":  # flags defined here only: importing this module defines none
+  FLAGS = flags.FLAGS
+  config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
+                                  lock_config=True)
+  flags.DEFINE_integer("steps", None, "SGD steps per compiled call (default: the config's "
+                       "steps_per_call, or 100 when it is 0). Use 1 on CPU.")
+  flags.DEFINE_integer("repeats", 10, "Timed calls (training and evaluation).")
+  flags.DEFINE_integer("warmup", 2, "Untimed calls before the timed ones.")
+  flags.DEFINE_string("out", None, "Also write the results to this JSON file (never "
+                      "overwritten).")
+  flags.mark_flags_as_required(["config"])
+  app.run(main)

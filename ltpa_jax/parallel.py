@@ -1,0 +1,64 @@
+"""Data parallelism: one 1-D mesh over every device, replicated state and data, split batches.
+
+Params, optimiser state and the dataset arrays (CIFAR is small) are replicated on every device;
+each SGD step's batch is split over the devices along the batch axis, so the global batch is the
+config's `batch_size`. `jit` partitions the step (SPMD): BatchNorm means and variances, the loss
+and the gradients are reduced over the GLOBAL batch, so the result is that of one device up to
+float rounding (tests/test_parallel.py checks it on 8 host CPU devices).
+
+Several hosts: call `jax.distributed.initialize()` at the start of every process, before any
+other JAX call; `jax.devices()` then lists every process's devices and the mesh spans them all.
+Every process must load the same data and run the same program with the same seeds.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = "batch"
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh with axis "batch" over `devices` (default: every device of every process).
+
+  The axis is Auto (named, whatever the JAX version's default): the partitioner propagates the
+  batch split from `shard_batches` through the step.
+  """
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), (AXIS,),
+              axis_types=(AxisType.Auto,))
+
+
+def replicate(tree, mesh: Mesh):
+  """Copies every array of `tree` whole onto every device of `mesh` (each process passes its
+  own, identical, copy)."""
+  sharding = NamedSharding(mesh, P())
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), tree)
+
+
+def shard_batches(tree, mesh: Mesh | None):
+  """Inside jit: splits arrays shaped (steps, batch, ...) over `mesh` along the batch axis (1).
+
+  A no-op without a mesh or on one device. A batch that does not split evenly (a pass's last,
+  smaller batch) is left to the partitioner, which runs it replicated.
+  """
+  if mesh is None or mesh.size == 1:
+    return tree
+  sharding = NamedSharding(mesh, P(None, AXIS))
+  return jax.tree.map(
+      lambda x: x if x.shape[1] % mesh.size else jax.lax.with_sharding_constraint(x, sharding),
+      tree)
+
+
+def data_parallel(train_steps, mesh: Mesh | None):
+  """`train_steps(state, data, batches, rng, first)` with each step's batch split over `mesh`.
+
+  Only the batch indices are constrained: the gathered images, activations, BatchNorm
+  statistics and per-example losses follow them; params and their updates stay replicated.
+  """
+
+  def steps(state, data, batches, rng, first):
+    return train_steps(state, data, shard_batches(batches, mesh), rng, first)
+
+  return steps

@@ -1,0 +1,94 @@
+"""Seeds trained together (vmapped) give each seed's single run."""
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from ltpa_jax import datasets
+from ltpa_jax import models
+from ltpa_jax import optim
+from ltpa_jax import replicas
+from ltpa_jax import train
+
+
+def fake_split(n, seed):
+  rng = np.random.default_rng(seed)
+  return datasets.Split(rng.integers(0, 256, (n, 32, 32, 3), np.uint8),
+                        rng.integers(0, 10, n).astype(np.int32))
+
+
+@pytest.fixture
+def config(monkeypatch):
+  splits = {"train": fake_split(16, 0), "test": fake_split(12, 1)}
+  monkeypatch.setattr(datasets, "load", lambda *args, **kwargs: splits)
+  monkeypatch.setattr(datasets, "label", lambda *args: "fake")
+  config = tiny.get_config()
+  config.dataset = "cifar10"
+  config.batch_size = 8
+  # A small rate: at 0.1 this tiny run is chaotic, turning the rounding differences of vmapped
+  # (grouped) convs into 1e-2 within 4 steps, as it turns a 1-ulp change of the init.
+  config.learning_rate = 1e-3
+  config.eval_batch_size = 8
+  config.num_epochs = 2  # the learning rate drops after epoch 1
+  # Non-partitionable threefry only to compile 3x faster on XLA:CPU; both modes derive the same
+  # keys, and vmapped random bits equal unbatched ones in both.
+  with jax.threefry_partitionable(False):
+    yield config, splits
+
+
+def single_run(config, splits, seed):
+  """Seed `seed` alone, keys derived as train.train_and_evaluate derives them."""
+  info = datasets.dataset_info(config.dataset)
+  train_data, test_data = train.to_device(splits["train"]), train.to_device(splits["test"])
+  model = models.create_model(config.model, info.num_classes)
+  tx = optim.sgd(optim.learning_rate_schedule(config, 2), config.momentum, config.weight_decay)
+  init_rng, train_rng = jax.random.split(jax.random.key(seed))
+  state = jax.jit(functools.partial(train.initial_state, model, tx, image_shape=(32, 32, 3)))(
+      init_rng)
+  shapes = train.chunk_shapes(16, 8, config.steps_per_call)
+  compiled = train.compile_train_steps(model, tx, info, state, train_data, train_rng, shapes)
+  for epoch in range(config.num_epochs):
+    state, metrics, _ = train.train_pass(compiled, 8, config.steps_per_call, state, train_data,
+                                      jax.random.fold_in(train_rng, epoch))
+  test = jax.jit(functools.partial(train.evaluate, model, info, 8))(state, test_data)
+  return state, metrics.compute(), test.compute()
+
+
+def test_each_replica_is_its_single_run(config, tmp_path):
+  config, splits = config
+  states, runs = replicas.train_replicas(config, [3, 7], str(tmp_path))
+  state, metrics, test = single_run(config, splits, 7)
+
+  replica = jax.tree.map(lambda x: x[1], states)
+  assert int(replica.step) == int(state.step) == 4
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(replica)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  with open(tmp_path / "seed_7" / "history.json") as f:
+    _, epoch = json.load(f)
+  np.testing.assert_allclose(epoch["train_loss"], metrics["loss"], rtol=1e-5)
+  np.testing.assert_allclose(epoch["train_error"], 100 * (1 - metrics["accuracy"]), rtol=1e-5)
+  np.testing.assert_allclose(epoch["test_loss"], test["loss"], rtol=1e-5)
+  np.testing.assert_allclose(epoch["test_top1_error"], 100 * (1 - test["accuracy"]), rtol=1e-5)
+  assert runs[1]["seed"] == 7 and runs[1]["final"]["test_loss"] == epoch["test_loss"]
+  assert json.load(open(tmp_path / "seed_3" / "config.json"))["seed"] == 3
+  # Different seeds: different runs.
+  assert not np.allclose(states.params["classifier"]["kernel"][0],
+                         states.params["classifier"]["kernel"][1])
+
+
+def test_refuses_bad_seeds_and_finished_runs(config, tmp_path):
+  config, _ = config
+  for seeds in ([], [1, 1], [-1]):
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+      replicas.train_replicas(config, seeds, str(tmp_path))
+  os.makedirs(tmp_path / "seed_2")
+  with open(tmp_path / "seed_2" / "history.json", "w") as f:
+    f.write("[]")
+  with pytest.raises(Exception, match="seed_2"):
+    replicas.train_replicas(config, [2], str(tmp_path))

@@ -13,26 +13,10 @@ Published (SaoYan's README, official CIFAR-100 test split): top-1 error 22.92 (b
 pooling: 22.62; the paper's (VGG-att3)-concat-pc: 22.97).
 """
 
-from configs import default
+from configs import saoyan_att_before
 
 
 def get_config():
-  config = default.get_config()
-  config.model.attention = True
-  config.model.normalisation = "softmax"
-  config.model.compatibility = "pc"
-  config.model.shared_u = False
-  config.model.aggregation = "concat"
+  config = saoyan_att_before.get_config()
   config.model.attention_position = "after"
-  config.model.attended_layers = (1, 2, 3)
-  config.model.b2_convs = 2
-  config.model.init = "xavier"
-  config.batch_size = 128
-  config.weight_decay = 5e-4
-  config.learning_rate = 0.1
-  config.lr_schedule = "step"
-  config.lr_step_epochs = 25
-  config.lr_decay = 0.5
-  config.num_epochs = 300
-  config.passes_per_epoch = 3
   return config

@@ -12,18 +12,10 @@ A prior JAX probe of this recipe (not a measurement of this code) on CIFAR-100 (
 one H100, one run: top-1 / top-5 error 25.20/6.64 (at epoch 90).
 """
 
-from configs import default
+from configs import vgg19_att_softmax
 
 
 def get_config():
-  config = default.get_config()
-  config.model.attention = True
+  config = vgg19_att_softmax.get_config()
   config.model.normalisation = "sigmoid"
-  config.model.compatibility = "pc"
-  config.model.shared_u = False
-  config.model.aggregation = "concat"
-  config.model.attention_position = "before"
-  config.model.attended_layers = (1, 2, 3)
-  config.model.b2_convs = 2
-  config.weight_decay = 5e-5
   return config

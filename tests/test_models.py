@@ -1,6 +1,5 @@
 """Model shapes, attention normalisation and parameter counts of the reference layout."""
 
-import itertools
 
 import jax
 import jax.numpy as jnp

@@ -11,7 +11,6 @@ import PIL.Image
 import pytest
 
 from configs import tiny
-from ltpa_jax import datasets
 from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import train

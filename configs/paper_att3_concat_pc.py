@@ -15,20 +15,11 @@ paper's VGG code base, szagoruyko/cifar.torch, defaults to batch 128, lr 1 halve
 epochs, weight decay 5e-4; saoyan_att_before.py runs that schedule at lr 0.1, 3 passes an epoch.)
 """
 
-from configs import default
+from configs import vgg19_att_softmax
 
 
 def get_config():
-  config = default.get_config()
-  config.model.attention = True
-  config.model.normalisation = "softmax"
-  config.model.compatibility = "pc"
-  config.model.shared_u = False
-  config.model.aggregation = "concat"
-  config.model.attention_position = "before"
-  config.model.attended_layers = (1, 2, 3)
-  config.model.b2_convs = 2
-  config.weight_decay = 5e-5
+  config = vgg19_att_softmax.get_config()
   config.num_epochs = 300
   config.lr_boundaries_epochs = (150, 210, 270)
   return config

@@ -13,19 +13,11 @@ Published (SaoYan's README, official CIFAR-100 test split): top-1 error 22.62 (a
 pooling: 22.92; the paper's (VGG-att3)-concat-pc: 22.97).
 """
 
-from configs import default
+from configs import vgg19_att_softmax
 
 
 def get_config():
-  config = default.get_config()
-  config.model.attention = True
-  config.model.normalisation = "softmax"
-  config.model.compatibility = "pc"
-  config.model.shared_u = False
-  config.model.aggregation = "concat"
-  config.model.attention_position = "before"
-  config.model.attended_layers = (1, 2, 3)
-  config.model.b2_convs = 2
+  config = vgg19_att_softmax.get_config()  # the same model: softmax, separate u, pc, concat
   config.model.init = "xavier"
   config.batch_size = 128
   config.weight_decay = 5e-4

@@ -16,14 +16,6 @@ from configs import default
 
 
 def get_config():
-  config = default.get_config()
-  config.model.attention = True
-  config.model.normalisation = "softmax"
-  config.model.compatibility = "pc"
-  config.model.shared_u = False
-  config.model.aggregation = "concat"
-  config.model.attention_position = "before"
-  config.model.attended_layers = (1, 2, 3)
-  config.model.b2_convs = 2
-  config.weight_decay = 5e-5
-  return config
+  # default.py holds exactly this recipe: softmax, separate u, pc, concat, l1-l3 before pooling,
+  # b2 = 2 convs, weight decay 5e-5.
+  return default.get_config()

@@ -14,8 +14,6 @@ from configs import default
 
 
 def get_config():
-  config = default.get_config()
+  config = default.get_config()  # the later recipe: b2 = 2 convs, weight decay 5e-5
   config.model.attention = False
-  config.model.b2_convs = 2
-  config.weight_decay = 5e-5
   return config

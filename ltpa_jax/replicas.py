@@ -124,12 +124,8 @@ def train_replicas(config, seeds: Sequence[int], workdir: str):
   runs = [_seed_workdir(workdir, config, seed) for seed in seeds]
 
   info = datasets.dataset_info(config.dataset)
-  splits = datasets.load(config.dataset, config.data_dir, config.manual_dir)
-  train_split = splits["train"]
-  if config.train_examples:
-    train_split = datasets.Split(train_split.images[:config.train_examples],
-                                 train_split.labels[:config.train_examples])
-  train_data, test_data = train.to_device(train_split), train.to_device(splits["test"])
+  train_split, test_split = train.load_splits(config)
+  train_data, test_data = train.to_device(train_split), train.to_device(test_split)
   num_train = train_data.labels.shape[0]
 
   model = models.create_model(config.model, info.num_classes)

@@ -252,6 +252,16 @@ def attention_maps(model, info, state: TrainState, images):
   return {layer: m["a"] for layer, m in maps.items()}
 
 
+def load_splits(config) -> tuple[datasets.Split, datasets.Split]:
+  """The config's train split (its first `train_examples` when set) and test split."""
+  splits = datasets.load(config.dataset, config.data_dir, config.manual_dir)
+  train_split = splits["train"]
+  if config.train_examples:
+    train_split = datasets.Split(train_split.images[:config.train_examples],
+                                 train_split.labels[:config.train_examples])
+  return train_split, splits["test"]
+
+
 def state_template(config, info: datasets.DatasetInfo):
   """The model, optimiser and abstract checkpoint tree (shapes only) of `config`."""
   model = models.create_model(config.model, info.num_classes)
@@ -271,12 +281,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return results.read(workdir)
 
   info = datasets.dataset_info(config.dataset)
-  splits = datasets.load(config.dataset, config.data_dir, config.manual_dir)
-  train_split = splits["train"]
-  if config.train_examples:
-    train_split = datasets.Split(train_split.images[:config.train_examples],
-                                 train_split.labels[:config.train_examples])
-  train_data, test_data = to_device(train_split), to_device(splits["test"])
+  train_split, test_split = load_splits(config)
+  train_data, test_data = to_device(train_split), to_device(test_split)
   num_train = train_data.labels.shape[0]
   steps_per_pass = -(-num_train // config.batch_size)
 
@@ -292,7 +298,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
          f"{parameter_overview.count_parameters(state.params):,} parameters.")
 
   probes = {"train": fixed_examples(train_split, config.attention_images),
-            "test": fixed_examples(splits["test"], config.attention_images)}
+            "test": fixed_examples(test_split, config.attention_images)}
   maps_fn = jax.jit(functools.partial(attention_maps, model, info))
   history_path = os.path.join(workdir, HISTORY_FILE)
   steps_per_epoch = steps_per_pass * config.passes_per_epoch

@@ -1,8 +1,13 @@
-"""Trains and evaluates a config: python train.py --config configs/vgg19_att.py --workdir DIR."""
+"""Trains and evaluates a config: python train.py --config configs/vgg19_att.py --workdir DIR.
+
+Several processes (hosts): run the same command in each with `--distributed` (and, where the
+cluster is not detected automatically, --coordinator_address, --num_processes, --process_id).
+"""
 
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 from ltpa_jax import train
@@ -10,6 +15,15 @@ from ltpa_jax import train
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize: train on the devices of every "
+    "process, data parallel.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "With --distributed: host:port "
+                                   "of process 0 (default: detected from the cluster).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --distributed: how many "
+                                      "processes (default: detected).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --distributed: this process's "
+                                   "index (default: detected).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -18,6 +32,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:  # progress lines only; -v 0 shows library logs
     logging.set_verbosity(logging.WARNING)
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  elif any(f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)):
+    raise app.UsageError("--coordinator_address, --num_processes and --process_id need "
+                         "--distributed.")
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

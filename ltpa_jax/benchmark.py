@@ -6,7 +6,7 @@
 Compiles `train.train_steps` for one call of `--steps` steps (AOT; the compile time is reported
 apart), runs warm-up calls, then times `--repeats` calls; likewise `train.evaluate` on
 `eval_batch_size` images. Data are random uint8 images made on the device: no dataset is read.
-On several devices the batch is split over them (`parallel`); evaluation runs replicated.
+On several devices each batch, training and evaluation, is split over them (`parallel`).
 XLA:CPU runs conv weight gradients far slower inside loops: on CPU use `--steps 1`.
 """
 
@@ -137,7 +137,7 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2) -> dict:
   compiled = train_fn.lower(state, data, batches, train_rng, np.int32(0)).compile()
   compile_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  eval_fn = jax.jit(functools.partial(train.evaluate, model, info, eval_batch)).lower(
+  eval_fn = jax.jit(functools.partial(train.evaluate, model, info, eval_batch, mesh=mesh)).lower(
       state, eval_data).compile()
   eval_compile_seconds = time.perf_counter() - start
 

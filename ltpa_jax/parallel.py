@@ -6,15 +6,17 @@ config's `batch_size`. `jit` partitions the step (SPMD): BatchNorm means and var
 and the gradients are reduced over the GLOBAL batch, so the result is that of one device up to
 float rounding (tests/test_parallel.py checks it on 8 host CPU devices).
 
-Several hosts: call `jax.distributed.initialize()` at the start of every process, before any
-other JAX call; `jax.devices()` then lists every process's devices and the mesh spans them all.
-Every process must load the same data and run the same program with the same seeds.
+Several processes (hosts): each calls `jax.distributed.initialize()` before any other JAX call
+(`train.py --distributed`); `jax.devices()` then lists every process's devices and the mesh
+spans them all. Every process loads the same data and runs the same program with the same seeds;
+`any_process` keeps their host-side decisions in step.
 """
 
 from __future__ import annotations
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 AXIS = "batch"
@@ -30,11 +32,23 @@ def make_mesh(devices=None) -> Mesh:
               axis_types=(AxisType.Auto,))
 
 
+def replicated(mesh: Mesh) -> NamedSharding:
+  """The sharding of an array held whole by every device of `mesh`."""
+  return NamedSharding(mesh, P())
+
+
 def replicate(tree, mesh: Mesh):
   """Copies every array of `tree` whole onto every device of `mesh` (each process passes its
   own, identical, copy)."""
-  sharding = NamedSharding(mesh, P())
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), tree)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(replicated(mesh), x), tree)
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` is true in any process; every process must call it, in the same order."""
+  if jax.process_count() == 1:
+    return flag
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
 
 
 def shard_batches(tree, mesh: Mesh | None):

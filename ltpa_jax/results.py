@@ -49,6 +49,7 @@ def make(config, history: Sequence[Mapping[str, float]], *, wall_seconds: float,
       "images_per_second": float(images_per_second),
       "device_kind": device.device_kind,
       "device_count": jax.device_count(),
+      "process_count": jax.process_count(),
       "versions": {p: metadata.version(p) for p in PACKAGES},
   }
 

@@ -25,6 +25,7 @@ from ltpa_jax import datasets
 from ltpa_jax import input_pipeline
 from ltpa_jax import models
 from ltpa_jax import optim
+from ltpa_jax import parallel
 from ltpa_jax import plots
 from ltpa_jax import results
 from ltpa_jax import summaries
@@ -129,8 +130,11 @@ def train_steps(model, tx, info, state: TrainState, data: DeviceData, batches, r
   return state, totals, losses
 
 
-def evaluate(model, info, batch_size: int, state: TrainState, data: DeviceData):
-  """Loss and top-1/top-5 accuracy on every example of `data`, with running BN statistics."""
+def evaluate(model, info, batch_size: int, state: TrainState, data: DeviceData, mesh=None):
+  """Loss and top-1/top-5 accuracy on every example of `data`, with running BN statistics.
+
+  With a `mesh`, each batch is split over its devices.
+  """
   n = data.labels.shape[0]
   num_batches = -(-n // batch_size)
   pad = num_batches * batch_size - n
@@ -148,8 +152,8 @@ def evaluate(model, info, batch_size: int, state: TrainState, data: DeviceData):
     return totals.merge(EvalMetrics.single_from_model_output(
         **_outputs(logits, labels, loss), mask=mask)), None
 
-  totals, _ = jax.lax.scan(body, EvalMetrics.empty(),
-                           (reshape(images), reshape(labels), reshape(mask)))
+  totals, _ = jax.lax.scan(body, EvalMetrics.empty(), parallel.shard_batches(
+      (reshape(images), reshape(labels), reshape(mask)), mesh))
   return totals
 
 
@@ -166,24 +170,30 @@ def chunk_shapes(num_examples: int, batch_size: int, steps_per_call: int) -> lis
 
 
 class CompiledSteps(dict):
-  """`train_steps` (state donated) AOT-compiled per shape of `batches`, on first use."""
+  """`train_steps` (state donated) AOT-compiled per shape of `batches`, on first use.
 
-  def __init__(self, model, tx, info, state, data, rng):
+  With a `mesh` (state, data and rng replicated on it), each batch is split over its devices.
+  """
+
+  def __init__(self, model, tx, info, state, data, rng, mesh=None):
     super().__init__()
-    self._jitted = jax.jit(functools.partial(train_steps, model, tx, info), donate_argnums=0)
-    self._abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                                  (state, data, rng))
+    self._jitted = jax.jit(parallel.data_parallel(
+        functools.partial(train_steps, model, tx, info), mesh), donate_argnums=0)
+    self._abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding if mesh else None),
+        (state, data, rng))
+    self._batches_sharding = parallel.replicated(mesh) if mesh else None
 
   def __missing__(self, shape):
     state, data, rng = self._abstract
-    self[shape] = self._jitted.lower(state, data, jax.ShapeDtypeStruct(shape, jnp.int32), rng,
-                                     np.int32(0)).compile()
+    batches = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=self._batches_sharding)
+    self[shape] = self._jitted.lower(state, data, batches, rng, np.int32(0)).compile()
     return self[shape]
 
 
-def compile_train_steps(model, tx, info, state, data, rng, shapes) -> CompiledSteps:
+def compile_train_steps(model, tx, info, state, data, rng, shapes, mesh=None) -> CompiledSteps:
   """`CompiledSteps` with `shapes` compiled now."""
-  compiled = CompiledSteps(model, tx, info, state, data, rng)
+  compiled = CompiledSteps(model, tx, info, state, data, rng, mesh)
   for shape in shapes:
     compiled[shape]  # pylint: disable=pointless-statement
   return compiled
@@ -235,9 +245,16 @@ def sigterm_flag() -> threading.Event:
   return event
 
 
+def is_primary() -> bool:
+  """Whether this process writes the run's files and progress (process 0 of several)."""
+  return jax.process_index() == 0
+
+
 def report(message: str):
-  """One line of progress on stdout (library logs go through absl logging)."""
-  print(message, flush=True)
+  """One line of progress on stdout, from the primary process (library logs go through absl
+  logging)."""
+  if is_primary():
+    print(message, flush=True)
 
 
 def fixed_examples(split: datasets.Split, count: int):
@@ -272,26 +289,40 @@ def state_template(config, info: datasets.DatasetInfo):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns results.json."""
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns results.json.
+
+  Data parallel over every device of every process (`parallel`); process 0 writes the files.
+  """
   run_start = time.perf_counter()
-  config_validation.validate(config, jax.local_device_count())
-  workdir_lib.check_same_config(workdir, config)
+  config_validation.validate(config, jax.device_count())
+  refused = None
+  if is_primary():  # one process records the config; the others learn the outcome
+    try:
+      workdir_lib.check_same_config(workdir, config)
+    except workdir_lib.ConfigMismatchError as e:
+      refused = e
+  if parallel.any_process(refused is not None):
+    raise refused or workdir_lib.ConfigMismatchError(
+        f"Process 0 refused workdir {workdir}; its output says why.")
   if os.path.exists(os.path.join(workdir, results.RESULTS_FILE)):
     report(f"{workdir} holds a finished run; returning its results.")
     return results.read(workdir)
 
   info = datasets.dataset_info(config.dataset)
   train_split, test_split = load_splits(config)
-  train_data, test_data = to_device(train_split), to_device(test_split)
+  mesh = parallel.make_mesh()
+  train_data, test_data = parallel.replicate((to_device(train_split), to_device(test_split)),
+                                             mesh)
   num_train = train_data.labels.shape[0]
   steps_per_pass = -(-num_train // config.batch_size)
 
   model = models.create_model(config.model, info.num_classes)
   schedule = optim.learning_rate_schedule(config, steps_per_pass)
   tx = optim.sgd(schedule, config.momentum, config.weight_decay)
-  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-  state = jax.jit(functools.partial(initial_state, model, tx, image_shape=info.image_shape))(
-      init_rng)
+  init_rng, train_rng = parallel.replicate(jax.random.split(jax.random.key(config.seed)), mesh)
+  state = jax.jit(functools.partial(initial_state, model, tx, image_shape=info.image_shape),
+                  out_shardings=parallel.replicated(mesh))(init_rng)
+  empty_metrics = lambda: parallel.replicate(TrainMetrics.empty(), mesh)
   logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
       state.params, include_stats=False))
   report(f"{config.dataset}: {num_train} training images; model: "
@@ -302,9 +333,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   maps_fn = jax.jit(functools.partial(attention_maps, model, info))
   history_path = os.path.join(workdir, HISTORY_FILE)
   steps_per_epoch = steps_per_pass * config.passes_per_epoch
-  stop = sigterm_flag()
+  sigterm = sigterm_flag()
+  stopping = lambda: parallel.any_process(sigterm.is_set())
   with checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints) as ckpt:
-    history, epoch_metrics = [], TrainMetrics.empty()
+    history, epoch_metrics = [], empty_metrics()
     if ckpt.latest_epoch() is not None:  # checkpoints are numbered by SGD step
       saved, _, step = ckpt.restore(None, {"state": state, "epoch_metrics": epoch_metrics},
                                     train_rng)
@@ -317,14 +349,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     compile_start = time.perf_counter()
     shapes = chunk_shapes(num_train, config.batch_size, config.steps_per_call)
-    compiled = compile_train_steps(model, tx, info, state, train_data, train_rng, shapes)
-    eval_fn = jax.jit(functools.partial(evaluate, model, info, config.eval_batch_size)).lower(
-        state, test_data).compile()
+    compiled = compile_train_steps(model, tx, info, state, train_data, train_rng, shapes, mesh)
+    eval_fn = jax.jit(functools.partial(evaluate, model, info, config.eval_batch_size,
+                                        mesh=mesh)).lower(state, test_data).compile()
     report(f"Compiled training (batches {shapes}) and evaluation in "
            f"{time.perf_counter() - compile_start:.1f} s.")
 
-    with summaries.SummaryWriter(os.path.join(workdir, "tensorboard"),
-                                 purge_step=len(history) + 1 if history else None) as writer:
+    writer = (summaries.SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                      purge_step=len(history) + 1 if history else None)
+              if is_primary() else summaries.NoSummaries())
+    with writer:
       if not history:
         writer.write_text("config", str(config))
       for epoch in range(len(history) + 1, config.num_epochs + 1):
@@ -338,7 +372,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           try:
             state, pass_metrics, steps = train_pass(
                 compiled, config.batch_size, config.steps_per_call, state, train_data, pass_rng,
-                begin, stop.is_set)
+                begin, stopping)
           except NonFiniteLossError as e:
             step = (epoch - 1) * steps_per_epoch + p * steps_per_pass + e.step_in_pass
             raise NonFiniteLossError(
@@ -348,7 +382,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 "check the data.", e.step_in_pass) from None
           epoch_metrics = epoch_metrics.merge(pass_metrics)
           epoch_done = p + 1 == config.passes_per_epoch and begin + steps == steps_per_pass
-          if stop.is_set() and not epoch_done:
+          if not epoch_done and stopping():
             ckpt.save(int(state.step), {"state": state, "epoch_metrics": epoch_metrics},
                       train_rng)
             report(f"SIGTERM: saved step {int(state.step)} (epoch {epoch}) to {ckpt.directory}; "
@@ -359,27 +393,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         summary["wall_seconds"] = elapsed_before + time.perf_counter() - run_start
         history.append(summary)
         write_epoch_summaries(writer, model, summary, probes, maps_fn, state, config)
-        workdir_lib.write_json(history_path, history, overwrite=True)  # before the checkpoint
-        epoch_metrics = TrainMetrics.empty()
+        if is_primary():
+          workdir_lib.write_json(history_path, history, overwrite=True)  # before the checkpoint
+        epoch_metrics = empty_metrics()
         ckpt.save(int(state.step), {"state": state, "epoch_metrics": epoch_metrics}, train_rng)
         seconds_per_epoch = sum(h["epoch_seconds"] for h in history) / len(history)
         report(f"epoch {epoch}/{config.num_epochs} " + " ".join(
             f"{k} {v:.4g}" for k, v in summary.items()
             if k not in ("epoch", "epoch_seconds", "wall_seconds"))
                + f" eta {seconds_per_epoch * (config.num_epochs - epoch):.0f}s")
-        if stop.is_set():
+        if stopping():
           report(f"SIGTERM: saved epoch {epoch} to {ckpt.directory}; run the same command to "
                  "resume.")
           return None
 
-  save_figures(workdir, model, history, probes, maps_fn, state,
-               datasets.class_names(config.dataset, config.data_dir))
+  final_maps = {split: maps_fn(state, images) for split, (images, _) in probes.items()
+                if model.attention}
+  if is_primary():
+    save_figures(workdir, model, history, probes, final_maps,
+                 datasets.class_names(config.dataset, config.data_dir))
   train_seconds = sum(h["epoch_seconds"] for h in history)
   run_results = results.make(
       config, history, wall_seconds=elapsed_before + time.perf_counter() - run_start,
       images_per_second=num_train * config.passes_per_epoch * len(history) / train_seconds,
       dataset_label=datasets.label(config.dataset, config.data_dir))
-  results.write(workdir, run_results)
+  if is_primary():
+    results.write(workdir, run_results)
   final = run_results["final"]
   report(f"Done in {run_results['wall_seconds']:.0f} s: final test top-1 error "
          f"{final['test_top1_error']:.2f}%, top-5 {final['test_top5_error']:.2f}% "
@@ -419,11 +458,11 @@ def write_epoch_summaries(writer, model, summary, probes, maps_fn, state, config
   writer.flush()
 
 
-def save_figures(workdir, model, history, probes, maps_fn, state, class_names):
+def save_figures(workdir, model, history, probes, maps, class_names):
   """learning_curves.png and, with attention, attention_{train,test}.png in `workdir`."""
   plots.save_learning_curves(history, os.path.join(workdir, "learning_curves.png"))
   if model.attention:
     for split, (images, labels) in probes.items():
-      plots.save_attention_grid(images, maps_fn(state, images),
+      plots.save_attention_grid(images, maps[split],
                                 os.path.join(workdir, f"attention_{split}.png"), labels,
                                 class_names)

@@ -70,6 +70,15 @@ def fake_fashion_mnist(tmp_path, register_fake_checksums):
 
 
 @pytest.fixture
+def prepared_fake_data(fake_fashion_mnist, tmp_path):
+  """A data_dir with a 30/10-image fake Fashion-MNIST, readable by another process."""
+  manual_dir, _ = fake_fashion_mnist
+  data_dir = tmp_path / "tfds"
+  tfds_builders.prepare("fashion_mnist", str(data_dir), manual_dir=str(manual_dir), download=False)
+  return str(data_dir)
+
+
+@pytest.fixture
 def fake_dataset(monkeypatch):
   """A tiny config whose dataset "fake" is 96 in-memory training images and 50 test images."""
   from configs import tiny  # pylint: disable=import-outside-toplevel

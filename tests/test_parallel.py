@@ -1,8 +1,11 @@
 """Data parallelism: 8 host CPU devices give the one-device result (in a subprocess: the device
 count is fixed when JAX starts, and the rest of the suite keeps one device)."""
 
+import json
 import os
 import pathlib
+import signal
+import socket
 import subprocess
 import sys
 
@@ -13,6 +16,7 @@ import numpy as np
 from ltpa_jax import parallel
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+TIMING = ("images_per_second", "epoch_seconds", "wall_seconds")
 
 EIGHT_DEVICES = """
 import functools
@@ -94,3 +98,77 @@ def test_one_device_is_left_alone():
   replicated = parallel.replicate({"x": x}, mesh)["x"]
   assert replicated.sharding.is_fully_replicated
   np.testing.assert_array_equal(replicated, x)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _train(workdir, data_dir, devices: int, *flags: str) -> subprocess.Popen:
+  """train.py, tiny config, 4 epochs of 4 steps on the fake Fashion-MNIST, on `devices` CPU
+  devices."""
+  command = [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
+             "--config.dataset=fashion_mnist", f"--config.data_dir={data_dir}",
+             "--config.batch_size=8", "--config.eval_batch_size=4", "--config.num_epochs=4",
+             "--config.lr_boundaries_epochs=(2,)", "--config.learning_rate=0.01",
+             "--config.attention_images=2", *flags]
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def _two_processes(workdir, data_dir, *flags: str) -> list[subprocess.Popen]:
+  """train.py --distributed as 2 processes of 2 CPU devices each (gloo collectives)."""
+  port = _free_port()
+  return [_train(workdir, data_dir, 2, "--distributed", f"--coordinator_address=localhost:{port}",
+                 "--num_processes=2", f"--process_id={i}", *flags) for i in range(2)]
+
+
+def _history(workdir):
+  history = json.loads((workdir / "history.json").read_text())
+  return [{k: v for k, v in h.items() if k not in TIMING} for h in history]
+
+
+def test_two_processes_stop_together_resume_and_train_like_one_device(prepared_fake_data,
+                                                                      tmp_path):
+  """`train.py --distributed`, 2 processes x 2 devices: SIGTERM to process 1 alone stops both at
+  the same step with a checkpoint; rerun, they resume and end where one device ends. Process 0
+  alone prints progress and writes the run's files; another config is refused by both."""
+  single = _train(tmp_path / "single", prepared_fake_data, 1)
+  first, second = _two_processes(tmp_path / "multi", prepared_fake_data)
+  output = []
+  for line in first.stdout:
+    output.append(line)
+    if line.startswith("epoch 1/4"):
+      second.send_signal(signal.SIGTERM)
+      break
+  output.append(first.communicate(timeout=600)[0])
+  second_output = second.communicate(timeout=600)[0]
+  assert first.returncode == 0 and second.returncode == 0, "".join(output) + second_output
+  assert "SIGTERM: saved" in "".join(output) and "epoch 4/4" not in "".join(output)
+  assert "epoch" not in second_output and "SIGTERM" not in second_output, second_output
+
+  resumed = _two_processes(tmp_path / "multi", prepared_fake_data)
+  outputs = [p.communicate(timeout=600)[0] for p in [single, *resumed]]
+  for p, out in zip([single, *resumed], outputs):
+    assert p.returncode == 0, out
+  assert "Resuming" in outputs[1] and "epoch 4/4" in outputs[1]
+
+  one, many = _history(tmp_path / "single"), _history(tmp_path / "multi")
+  assert [sorted(h) for h in many] == [sorted(h) for h in one]
+  for a, b in zip(one, many):  # 16 steps: float rounding only (per-device sums, gloo)
+    for key in a:
+      np.testing.assert_allclose(b[key], a[key], rtol=1e-4, err_msg=f"epoch {a['epoch']} {key}")
+  assert len(list((tmp_path / "multi" / "tensorboard").iterdir())) == 2  # one per start
+  run = json.loads((tmp_path / "multi" / "results.json").read_text())
+  assert (run["process_count"], run["device_count"]) == (2, 4)
+
+  # Another config on the workdir: process 0 refuses it, and process 1 stops too.
+  refused = _two_processes(tmp_path / "multi", prepared_fake_data, "--config.seed=1")
+  outputs = [p.communicate(timeout=600)[0] for p in refused]
+  assert all(p.returncode != 0 for p in refused), outputs
+  assert "ConfigMismatchError" in outputs[0] and "seed: 0 -> 1" in outputs[0], outputs[0]
+  assert "Process 0 refused workdir" in outputs[1], outputs[1]

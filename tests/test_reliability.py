@@ -13,20 +13,10 @@ import pytest
 
 from ltpa_jax import checkpoints
 from ltpa_jax import optim
-from ltpa_jax import tfds_builders
 from ltpa_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TIMING = ("images_per_second", "epoch_seconds", "wall_seconds")
-
-
-@pytest.fixture
-def prepared_fake_data(fake_fashion_mnist, tmp_path):
-  """A data_dir with a 30/10-image fake Fashion-MNIST, readable by another process."""
-  manual_dir, _ = fake_fashion_mnist
-  data_dir = tmp_path / "tfds"
-  tfds_builders.prepare("fashion_mnist", str(data_dir), manual_dir=str(manual_dir), download=False)
-  return str(data_dir)
 
 
 def start_run(workdir, data_dir):

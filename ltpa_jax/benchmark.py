@@ -126,15 +126,14 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2) -> dict:
   mesh = parallel.make_mesh()
   state = jax.jit(functools.partial(train.initial_state, model, tx, image_shape=info.image_shape))(
       init_rng)
-  state, data, eval_data = parallel.replicate(
+  state, data, eval_data, train_rng = parallel.replicate(
       (state, synthetic_data(data_rng, steps * batch, info),
-       synthetic_data(eval_rng, eval_batch, info)), mesh)
-  batches = jax.random.permutation(order_rng, steps * batch).reshape(steps, batch)
+       synthetic_data(eval_rng, eval_batch, info), train_rng), mesh)
+  batches = np.asarray(jax.random.permutation(order_rng, steps * batch).reshape(steps, batch))
 
   start = time.perf_counter()
-  train_fn = jax.jit(parallel.data_parallel(functools.partial(train.train_steps, model, tx, info),
-                                            mesh), donate_argnums=0)
-  compiled = train_fn.lower(state, data, batches, train_rng, np.int32(0)).compile()
+  compiled = train.compile_train_steps(model, tx, info, state, data, train_rng, [batches.shape],
+                                       mesh)[batches.shape]
   compile_seconds = time.perf_counter() - start
   start = time.perf_counter()
   eval_fn = jax.jit(functools.partial(train.evaluate, model, info, eval_batch, mesh=mesh)).lower(

@@ -13,6 +13,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import jax
 import ml_collections
 
 from configs import default
@@ -28,7 +29,7 @@ CHOICES = {
     "model.aggregation": ("concat", "indep"),
     "model.attention_position": ("before", "after"),
     "model.init": ("kaiming", "xavier"),
-    "model.dtype": ("float32", "bfloat16"),
+    "model.dtype": ("float32", "bfloat16", "float64"),
 }
 
 
@@ -104,6 +105,9 @@ def validate(config, num_devices: int = 1) -> None:
     if path == "lr_boundaries_epochs":
       problems += _boundary_problems(value, values.get("num_epochs"))
   problems += _device_problems(values, num_devices)
+  if values.get("model.dtype") == "float64" and not jax.config.jax_enable_x64:
+    problems.append("config.model.dtype: 'float64' needs 64-bit JAX; set JAX_ENABLE_X64=1 (it "
+                    "serves tests of exact maths; train with float32 or bfloat16)")
   if problems:
     raise ConfigError(sorted(problems))
 

@@ -15,6 +15,9 @@ import jax.numpy as jnp
 
 Dtype = Any
 
+# Compute dtypes by config name; float64 (tests of exact maths) needs jax_enable_x64.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
+
 # Channel widths of blocks b1..b6 and of g, before `width_multiplier`.
 BLOCK_FEATURES = (64, 128, 256, 512, 512, 512)
 GLOBAL_FEATURES = 512
@@ -29,6 +32,11 @@ def _conv_init(init: str):
   raise ValueError(f"init must be 'kaiming' or 'xavier', got {init!r}")
 
 
+def wide_dtype(dtype: Dtype):
+  """The dtype of parameters, statistics and logits: float32, or float64 for a float64 model."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
 def _bn_scale_init(init: str):
   if init == "kaiming":
     return nn.initializers.normal(0.01)
@@ -38,7 +46,8 @@ def _bn_scale_init(init: str):
 class BatchNorm(nn.Module):
   """BatchNorm with torch semantics: running var is updated with the unbiased batch variance.
 
-  Statistics and normalisation are computed in float32 whatever the compute dtype.
+  Statistics and normalisation are computed in float32 (float64 for a float64 model) whatever the
+  compute dtype.
   """
 
   init_scheme: str = "kaiming"
@@ -48,12 +57,12 @@ class BatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    features = x.shape[-1]
-    scale = self.param("scale", _bn_scale_init(self.init_scheme), (features,), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
-    running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
-    running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
-    x32 = x.astype(jnp.float32)
+    features, wide = x.shape[-1], wide_dtype(self.dtype)
+    scale = self.param("scale", _bn_scale_init(self.init_scheme), (features,), wide)
+    bias = self.param("bias", nn.initializers.zeros, (features,), wide)
+    running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), wide)
+    running_var = self.variable("batch_stats", "var", jnp.ones, (features,), wide)
+    x32 = x.astype(wide)
     if train:
       axes = tuple(range(x.ndim - 1))
       mean = x32.mean(axes)
@@ -82,7 +91,7 @@ class ConvBlock(nn.Module):
   def __call__(self, x, train: bool):
     for i in range(self.num_convs):
       x = nn.Conv(self.features, (3, 3), padding=1, kernel_init=_conv_init(self.init_scheme),
-                  dtype=self.dtype, name=f"conv{i}")(x)
+                  dtype=self.dtype, param_dtype=wide_dtype(self.dtype), name=f"conv{i}")(x)
       x = nn.relu(BatchNorm(self.init_scheme, dtype=self.dtype, name=f"bn{i}")(x, train))
       if self.pool_each:
         x = max_pool(x)
@@ -110,25 +119,27 @@ class LinearAttention(nn.Module):
     if self.compatibility == "pc":
       u = self.u if self.u is not None else nn.Conv(
           1, (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme), dtype=l.dtype,
-          name="u")
+          param_dtype=wide_dtype(l.dtype), name="u")
       c = u(l + g[:, None, None, :])[..., 0]
     else:
       c = jnp.einsum("nhwc,nc->nhw", l, g.astype(l.dtype))
-    c = c.astype(jnp.float32)
+    wide = wide_dtype(l.dtype)
+    c = c.astype(wide)
     n, h, w = c.shape
     if self.normalisation == "softmax":
       a = jax.nn.softmax(c.reshape(n, h * w), axis=-1).reshape(n, h, w)
-      g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(jnp.float32))
+      g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(wide))
     else:
       a = jax.nn.sigmoid(c)
-      g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(jnp.float32)) / (h * w)
+      g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(wide)) / (h * w)
     return g_s, c, a
 
 
 class VGGAttention(nn.Module):
   """VGG19-BN (reference layout) with optional attention over l1..l3.
 
-  Returns `(logits, maps)`: logits (N, num_classes) float32 and, per attended layer s,
+  Returns `(logits, maps)`: logits (N, num_classes) float32 (float64 for a float64 model) and, per
+  attended layer s,
   maps[f"l{s}"] = {"c": raw scores (N,H,W), "a": normalised map (N,H,W)}.
   """
 
@@ -152,7 +163,9 @@ class VGGAttention(nn.Module):
   def __call__(self, x, train: bool = False):
     if x.shape[1:3] != (32, 32):
       raise ValueError(f"VGGAttention expects 32x32 inputs, got {x.shape[1:3]}; pad or resize.")
-    x = x.astype(self.dtype)
+    x, wide = x.astype(self.dtype), wide_dtype(self.dtype)
+    conv_kwargs = dict(kernel_init=_conv_init(self.init_scheme), dtype=self.dtype,
+                       param_dtype=wide)
     block = lambda s, n, **kw: ConvBlock(self._width(BLOCK_FEATURES[s - 1]), n,
                                          init_scheme=self.init_scheme, dtype=self.dtype,
                                          name=f"block{s}", **kw)
@@ -165,24 +178,20 @@ class VGGAttention(nn.Module):
       local[s - 2] = x if self.attention_position == "before" else pooled
       x = pooled
     x = block(6, 2, pool_each=True)(x, train)
-    g = nn.Conv(self._width(GLOBAL_FEATURES), (1, 1), kernel_init=_conv_init(self.init_scheme),
-                dtype=self.dtype, name="dense")(x)
+    g = nn.Conv(self._width(GLOBAL_FEATURES), (1, 1), name="dense", **conv_kwargs)(x)
     g = g.reshape(g.shape[0], -1)
 
-    classifier = lambda name: nn.Dense(self.num_classes, kernel_init=_conv_init(self.init_scheme),
-                                       dtype=self.dtype, name=name)
+    classifier = lambda name: nn.Dense(self.num_classes, name=name, **conv_kwargs)
     if not self.attention:
-      return classifier("classifier")(g).astype(jnp.float32), {}
+      return classifier("classifier")(g).astype(wide), {}
 
-    shared_u = nn.Conv(1, (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme),
-                       dtype=self.dtype, name="u") if (
-                           self.shared_u and self.compatibility == "pc") else None
+    shared_u = nn.Conv(1, (1, 1), use_bias=False, name="u", **conv_kwargs) if (
+        self.shared_u and self.compatibility == "pc") else None
     descriptors, maps = [], {}
     for s in self.attended_layers:
       l = local[s]
       if l.shape[-1] != g.shape[-1]:  # l1 has 256 channels: project to g's width.
-        l = nn.Conv(g.shape[-1], (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme),
-                    dtype=self.dtype, name="projector")(l)
+        l = nn.Conv(g.shape[-1], (1, 1), use_bias=False, name="projector", **conv_kwargs)(l)
       g_s, c, a = LinearAttention(self.normalisation, self.compatibility, shared_u,
                                   self.init_scheme, name=f"attention{s}")(l, g)
       descriptors.append(g_s)
@@ -190,10 +199,10 @@ class VGGAttention(nn.Module):
 
     if self.aggregation == "concat":
       logits = classifier("classifier")(jnp.concatenate(descriptors, -1).astype(self.dtype))
-      return logits.astype(jnp.float32), maps
+      return logits.astype(wide), maps
     # indep: average the per-layer class probabilities; return their log as logits.
     log_probs = jnp.stack([
-        jax.nn.log_softmax(classifier(f"classifier{s}")(d.astype(self.dtype)).astype(jnp.float32))
+        jax.nn.log_softmax(classifier(f"classifier{s}")(d.astype(self.dtype)).astype(wide))
         for s, d in zip(self.attended_layers, descriptors)])
     return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(len(descriptors)), maps
 
@@ -205,4 +214,4 @@ def create_model(m, num_classes: int) -> VGGAttention:
       compatibility=m.compatibility, attended_layers=tuple(m.attended_layers),
       aggregation=m.aggregation, shared_u=m.shared_u, attention_position=m.attention_position,
       b2_convs=m.b2_convs, width_multiplier=m.width_multiplier, init_scheme=m.init,
-      dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[m.dtype])
+      dtype=DTYPES[m.dtype])

@@ -11,10 +11,10 @@ train-split normalisation statistics. No published result of this recipe on CIFA
 (the paper's CIFAR-10 results come from its own recipe).
 """
 
-from configs import vgg19
+from ltpa_jax.default_config import sibling
 
 
 def get_config():
-  config = vgg19.get_config()
+  config = sibling(__file__, "vgg19")
   config.dataset = "cifar10"
   return config

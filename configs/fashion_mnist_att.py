@@ -12,10 +12,10 @@ Published baselines (Zalando's Fashion-MNIST benchmark, test accuracy; other mod
 VGG16 93.5%, ResNet18 94.9%, WRN-28-10 95.9%, WRN40-4 96.7%. No result of this config is known.
 """
 
-from configs import vgg19_att
+from ltpa_jax.default_config import sibling
 
 
 def get_config():
-  config = vgg19_att.get_config()
+  config = sibling(__file__, "vgg19_att")
   config.dataset = "fashion_mnist"
   return config

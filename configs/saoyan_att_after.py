@@ -13,10 +13,10 @@ Published (SaoYan's README, official CIFAR-100 test split): top-1 error 22.92 (b
 pooling: 22.62; the paper's (VGG-att3)-concat-pc: 22.97).
 """
 
-from configs import saoyan_att_before
+from ltpa_jax.default_config import sibling
 
 
 def get_config():
-  config = saoyan_att_before.get_config()
+  config = sibling(__file__, "saoyan_att_before")
   config.model.attention_position = "after"
   return config

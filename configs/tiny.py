@@ -4,11 +4,11 @@
         --config.data_dir=../shared/tensorflow_datasets
 """
 
-from configs import default
+from ltpa_jax import default_config
 
 
 def get_config():
-  config = default.get_config()
+  config = default_config.get_config()
   config.model.width_multiplier = 1 / 16  # widths 4, 8, 16, 32, 32, 32; g has 32 features
   config.num_epochs = 2
   config.lr_boundaries_epochs = (1,)

@@ -10,11 +10,11 @@ Expected (PyTorch reference table, official CIFAR-100 test split, 3 runs): top-1
 CIFAR-100 (re-split), bf16, one H100: 26.57/7.61.
 """
 
-from configs import default
+from ltpa_jax import default_config
 
 
 def get_config():
-  config = default.get_config()
+  config = default_config.get_config()
   config.model.attention = False
   config.model.b2_convs = 3
   config.weight_decay = 1e-4

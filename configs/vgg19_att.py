@@ -12,11 +12,11 @@ Expected (PyTorch reference table, official CIFAR-100 test split, 3 runs): top-1
 wd 5e-5, separate u) on CIFAR-100 (re-split), bf16, one H100: 25.20/6.64.
 """
 
-from configs import default
+from ltpa_jax import default_config
 
 
 def get_config():
-  config = default.get_config()
+  config = default_config.get_config()
   config.model.attention = True
   config.model.normalisation = "sigmoid"
   config.model.compatibility = "pc"

@@ -12,10 +12,10 @@ A prior JAX probe of this recipe (not a measurement of this code) on CIFAR-100 (
 one H100, one run: top-1 / top-5 error 25.20/6.64 (at epoch 90).
 """
 
-from configs import vgg19_att_softmax
+from ltpa_jax.default_config import sibling
 
 
 def get_config():
-  config = vgg19_att_softmax.get_config()
+  config = sibling(__file__, "vgg19_att_softmax")
   config.model.normalisation = "sigmoid"
   return config

@@ -12,10 +12,10 @@ A prior JAX probe of this recipe (not a measurement of this code) on CIFAR-100 (
 one H100, one run: top-1 / top-5 error 27.31/7.69.
 """
 
-from configs import default
+from ltpa_jax import default_config
 
 
 def get_config():
-  # default.py holds exactly this recipe: softmax, separate u, pc, concat, l1-l3 before pooling,
-  # b2 = 2 convs, weight decay 5e-5.
-  return default.get_config()
+  # default_config.py holds exactly this recipe: softmax, separate u, pc, concat, l1-l3 before
+  # pooling, b2 = 2 convs, weight decay 5e-5.
+  return default_config.get_config()

@@ -10,10 +10,10 @@ A prior JAX probe of this recipe (not a measurement of this code) on CIFAR-100 (
 one H100, one run: top-1 / top-5 error 26.57/7.61.
 """
 
-from configs import default
+from ltpa_jax import default_config
 
 
 def get_config():
-  config = default.get_config()  # the later recipe: b2 = 2 convs, weight decay 5e-5
+  config = default_config.get_config()  # the later recipe: b2 = 2 convs, weight decay 5e-5
   config.model.attention = False
   return config

@@ -1,8 +1,9 @@
 """Checks a config before anything is loaded or compiled, reporting every problem at once.
 
-Fields and types come from `configs/default.py` (new fields there are picked up automatically);
+Fields and types come from `default_config.py` (new fields there are picked up automatically);
 allowed values come from `CHOICES` and `RANGES` below. Types: ints are accepted for floats, tuples
-or lists for sequences, None only where default.py has a placeholder (data_dir, manual_dir).
+or lists for sequences, None only where default_config.py has a placeholder (data_dir,
+manual_dir).
 `model.b2_convs` may be any depth >= 1: the reference runs used 2 and 3, the model builds any.
 """
 
@@ -16,8 +17,8 @@ from typing import Any, NamedTuple
 import jax
 import ml_collections
 
-from configs import default
 from ltpa_jax import datasets
+from ltpa_jax import default_config
 
 # Allowed values by field; for a sequence field, a non-empty subset without duplicates.
 CHOICES = {
@@ -91,7 +92,7 @@ def validate(config, num_devices: int = 1) -> None:
   """Raises `ConfigError` listing every problem of `config` for a run on `num_devices`."""
   if not isinstance(num_devices, int) or num_devices < 1:
     raise ValueError(f"num_devices must be a positive int, got {num_devices!r}")
-  reference = default.get_config()
+  reference = default_config.get_config()
   problems, values = [], {}
   _check_fields(config, reference, "", _paths(reference), problems, values)
   for path, value in values.items():
@@ -125,7 +126,7 @@ def _check_fields(config, reference: ml_collections.ConfigDict, prefix: str, kno
   for key in sorted(reference.keys() - fields.keys()):
     expected = reference[key]
     default_value = "fields" if isinstance(expected, ml_collections.ConfigDict) else repr(expected)
-    problems.append(f"config.{prefix}{key}: missing field (default.py sets {default_value})")
+    problems.append(f"config.{prefix}{key}: missing field (default_config.py sets {default_value})")
   for key in sorted(reference.keys() & fields.keys()):
     path, value, expected = prefix + key, fields[key], reference[key]
     if isinstance(expected, ml_collections.ConfigDict):

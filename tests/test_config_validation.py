@@ -6,8 +6,8 @@ import pathlib
 import ml_collections
 import pytest
 
-from configs import default
 from ltpa_jax import config_validation
+from ltpa_jax import default_config
 from ltpa_jax.config_validation import CHOICES, ConfigError, validate
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
@@ -15,8 +15,8 @@ CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs")
 
 
 def _config(changes: dict, delete: tuple = ()) -> ml_collections.ConfigDict:
-  """default.py's config with dotted `changes` set (any type) and `delete` removed."""
-  tree = default.get_config().to_dict()
+  """The default config with dotted `changes` set (any type) and `delete` removed."""
+  tree = default_config.get_config().to_dict()
 
   def parent(path):
     *parents, key = path.split(".")
@@ -50,26 +50,26 @@ def test_repo_configs_are_valid(name):
 
 
 def test_tables_name_fields_of_default():
-  paths = set(config_validation._paths(default.get_config()))
+  paths = set(config_validation._paths(default_config.get_config()))
   tables = (CHOICES, config_validation.RANGES, config_validation.ONLY_WITH)
   assert {path for table in tables for path in table} <= paths
 
 
 def test_unknown_field_suggests_the_closest_name():
-  config = default.get_config()
+  config = default_config.get_config()
   config.model.normalization = "sigmoid"
   assert _problems(config) == (
       "config.model.normalization: unknown field; did you mean config.model.normalisation?",)
 
 
 def test_unknown_field_suggests_the_same_name_at_another_level():
-  config = default.get_config()
+  config = default_config.get_config()
   config.dtype = "bfloat16"
   assert _problems(config) == ("config.dtype: unknown field; did you mean config.model.dtype?",)
 
 
 def test_unknown_field_without_a_close_name_lists_the_known_fields():
-  config = default.get_config()
+  config = default_config.get_config()
   config.model.zzz = 1
   (problem,) = _problems(config)
   assert problem.startswith("config.model.zzz: unknown field; known fields of config.model: ")
@@ -78,7 +78,7 @@ def test_unknown_field_without_a_close_name_lists_the_known_fields():
 
 def test_missing_field():
   assert _problems(_config({}, delete=("model.dtype",))) == (
-      "config.model.dtype: missing field (default.py sets 'float32')",)
+      "config.model.dtype: missing field (default_config.py sets 'float32')",)
 
 
 @pytest.mark.parametrize("path, value, expected", [
@@ -187,7 +187,7 @@ def test_batch_sizes_must_split_over_the_devices():
 
 def test_bad_num_devices():
   with pytest.raises(ValueError, match="num_devices must be a positive int, got 0"):
-    validate(default.get_config(), num_devices=0)
+    validate(default_config.get_config(), num_devices=0)
 
 
 def test_all_problems_are_reported_together():
@@ -203,15 +203,16 @@ def test_all_problems_are_reported_together():
 
 
 def test_new_default_fields_are_picked_up(monkeypatch):
-  get_config = default.get_config
+  get_config = default_config.get_config
 
   def extended():
     config = get_config()
     config.model.dropout = 0.5
     return config
 
-  monkeypatch.setattr(default, "get_config", extended)
-  assert _problems(get_config()) == ("config.model.dropout: missing field (default.py sets 0.5)",)
+  monkeypatch.setattr(default_config, "get_config", extended)
+  assert _problems(get_config()) == (
+      "config.model.dropout: missing field (default_config.py sets 0.5)",)
   assert _problems(_config({"model.dropout": "0.5"})) == (
       "config.model.dropout: expected float (or int), got str '0.5'",)
   validate(extended())

@@ -1,0 +1,72 @@
+"""Every knob of ltpa_jax, with the reference recipe's values (VGG19-att, softmax, separate u).
+
+    python train.py --config configs/default.py --workdir runs/default
+
+The configs in configs/ start from this one and change a few fields (see configs/vgg19.py and
+configs/vgg19_att.py); `config_validation` takes its fields and types from here. `sibling` lets a
+config file derive from another one beside it, whatever the working directory.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+
+  # Data: a TFDS dataset read through tfds.data_source (prepared without TensorFlow if needed).
+  config.dataset = "cifar100"
+  config.data_dir = placeholder(str)  # TFDS data_dir; None: TFDS's default
+  config.manual_dir = placeholder(str)  # the official archives, for offline preparation
+  config.train_examples = 0  # train on the first N training examples only (0: all); smoke tests
+
+  # Model (ltpa_jax.models.VGGAttention).
+  config.model = ml_collections.ConfigDict()
+  config.model.attention = True  # False: plain VGG19, Linear(512 -> classes) on g.
+  config.model.normalisation = "softmax"  # softmax (sum of a*l) | sigmoid (mean of a*l)
+  config.model.compatibility = "pc"  # pc: <u, l + g> | dp: <l, g>
+  config.model.attended_layers = (1, 2, 3)  # which of l1 (b3), l2 (b4), l3 (b5)
+  config.model.aggregation = "concat"  # concat: one classifier | indep: one per layer, averaged
+  config.model.shared_u = False  # one compatibility vector u for all attended layers
+  config.model.attention_position = "before"  # before | after the max-pools
+  config.model.b2_convs = 2  # convs in block b2 (the reference table's runs used 3)
+  config.model.width_multiplier = 1.0  # scales every channel width (tiny models for tests)
+  config.model.init = "kaiming"  # kaiming: normal fan_in, BN scale ~ N(0, 0.01) |
+  #                                 xavier: uniform gain sqrt(2), BN scale ~ U(0, 1)
+  config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params, BN stats float32)
+
+  # Optimisation: SGD with momentum, weight decay added to the gradient (torch.optim.SGD).
+  config.batch_size = 64
+  config.num_epochs = 100
+  config.learning_rate = 0.1
+  config.momentum = 0.9
+  config.weight_decay = 5e-5
+  config.lr_schedule = "piecewise"  # piecewise: x lr_decay at lr_boundaries_epochs |
+  #                                    step: x lr_decay every lr_step_epochs
+  config.lr_boundaries_epochs = (50, 70, 90)
+  config.lr_step_epochs = 25
+  config.lr_decay = 0.1
+  config.passes_per_epoch = 1  # the SaoYan port counts 3 passes over the data as one "epoch"
+  config.steps_per_call = 0  # SGD steps per compiled call; 0 = a whole pass in one lax.scan.
+  #   (XLA:CPU runs conv weight gradients ~80x slower inside loops: CPU configs use 1.)
+
+  # Evaluation and logging.
+  config.eval_batch_size = 1000
+  config.eval_every_epochs = 1
+  config.attention_every_epochs = 10  # attention overlays to TensorBoard every N epochs
+  config.attention_images = 8  # fixed train and test images whose attention maps are shown
+  config.keep_checkpoints = 3  # checkpoints of the last k epochs are kept
+  config.seed = 0
+  return config
+
+
+def sibling(config_file: str, name: str) -> ml_collections.ConfigDict:
+  """get_config() of the config file `name`.py in the folder of `config_file` (a `__file__`)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()

@@ -1,4 +1,6 @@
-"""Trains and evaluates a config: python train.py --config configs/vgg19_att.py --workdir DIR.
+"""Trains and evaluates a config: python -m ltpa_jax --config configs/vgg19_att.py --workdir DIR.
+
+In the repository, `python train.py ...` is the same command.
 
 Several processes (hosts): run the same command in each with `--distributed` (and, where the
 cluster is not detected automatically, --coordinator_address, --num_processes, --process_id).
@@ -12,6 +14,8 @@ from ml_collections import config_flags
 
 from ltpa_jax import train
 
+# Flags are defined in this module only, which no other module imports (absl refuses a flag
+# defined twice).
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")

@@ -5,7 +5,8 @@
 
 The checkpoint is a state_dict in the reference or the SaoYan naming (see `torch_interop`), or a
 dict holding one under 'state_dict' or 'model'. The config's `model` fields must describe the
-checkpoint's model (e.g. vgg19_att.py: sigmoid, one shared u, b2 = 3 convs).
+checkpoint's model (e.g. vgg19_att.py: sigmoid, one shared u, b2 = 3 convs). A reference VGG19's
+unused `projector` and u's are ignored, with a printed note.
 """
 
 import functools

@@ -8,7 +8,7 @@ files; only they import torch, lazily). Two naming schemes, with `{k}` = 3 in bl
   block{s}/conv{i}/kernel, bias  conv_block{s}.{k*i}.weight, .bias    conv_block{s}.op.{k*i}.*
   block{s}/bn{i}/scale, bias     conv_block{s}.{k*i+1}.weight, .bias  conv_block{s}.op.{k*i+1}.*
   block{s}/bn{i}/mean, var       conv_block{s}.{k*i+1}.running_mean, .running_var (same modules)
-  dense/kernel, bias             dense.weight, .bias                  dense.weight, .bias
+  dense/kernel, bias (g)         adaptive_conv.weight, .bias          dense.weight, .bias
   projector/kernel               projector.weight                     projector.op.weight
   u/kernel (shared u)            op.weight                            attn.op.weight
   attention{s}/u/kernel          op{s}.weight                         attn{s}.op.weight
@@ -21,6 +21,14 @@ concat(g_1, g_2, g_3) of channel vectors in both, so it needs no reordering. Bat
 `num_batches_tracked` is ignored on import and written as 0 on export (it plays no part with
 torch's momentum 0.1). DataParallel's `module.` prefixes are stripped on import. The SaoYan port
 has separate u only; `attn.op` names a shared u in its naming.
+
+Without attention (VGG19) the reference module still creates `projector` and the u's (one shared
+`op`, or `op1`..`op3`) and never uses them: a full-width VGG19 (b2 = 2 convs, 100 classes) uses
+19,758,756 parameters, its reference module holds 131,072 + 512 more (19,890,340) with `op`, or
+131,072 + 1,536 more (19,891,364) with `op1`..`op3`. `from_torch` ignores these exact names
+(shapes checked) and prints a note naming them; `to_torch` writes them as zeros (`op` if the
+model's `shared_u`, else `op1`..`op3`) so that `load_state_dict(strict=True)` succeeds. The SaoYan
+port creates `projector` and `attn*` only with attention: its VGG19 state_dicts have neither.
 """
 
 from __future__ import annotations
@@ -63,7 +71,7 @@ def torch_name(key: tuple[str, ...], scheme: str) -> str:
   elif module == "projector":
     name = "projector.op" if saoyan else "projector"
   elif module == "dense":
-    name = "dense"
+    name = "dense" if saoyan else "adaptive_conv"
   else:
     raise ValueError(f"No torch name for the Flax variable {'/'.join(key)}.")
   return f"{name}.{_LEAVES[leaf]}"
@@ -86,7 +94,8 @@ def from_torch(state_dict, model, channels: int = 3, scheme: str | None = None) 
   """Flax variables {"params", "batch_stats"} of `model` from a torch state_dict.
 
   `channels` is the number of input channels; `scheme` is detected when None. Raises
-  StateDictMismatchError listing missing and unexpected names and shape mismatches.
+  StateDictMismatchError listing missing and unexpected names and shape mismatches. The reference
+  module's unused tensors of a VGG19 are ignored, with a printed note.
   """
   state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
   scheme = _check_scheme(scheme or detect_scheme(state_dict))
@@ -94,7 +103,8 @@ def from_torch(state_dict, model, channels: int = 3, scheme: str | None = None) 
                         jnp.zeros((1, 32, 32, channels)))
   specs = {torch_name(key, scheme): (key, spec)
            for key, spec in flax.traverse_util.flatten_dict(like).items()}
-  flat, missing, mismatched = {}, [], []
+  unused = _unused_weights(model, like["params"], scheme, ("op", "op1", "op2", "op3"))
+  flat, missing, mismatched, ignored = {}, [], [], []
   for name, (key, spec) in specs.items():
     if name not in state_dict:
       missing.append(name)
@@ -105,8 +115,13 @@ def from_torch(state_dict, model, channels: int = 3, scheme: str | None = None) 
       mismatched.append(f"{name} checkpoint {value.shape} vs model {expected}")
       continue
     flat[key] = jnp.array(value.transpose(_axes(_TO_FLAX, value.ndim)), spec.dtype)  # a copy
-  unexpected = sorted(k for k in state_dict
-                      if k not in specs and not k.endswith(_NUM_BATCHES_TRACKED))
+  for name in sorted(state_dict.keys() & unused.keys()):
+    if np.shape(state_dict[name]) != unused[name]:
+      mismatched.append(f"{name} checkpoint {np.shape(state_dict[name])} vs unused {unused[name]}")
+    else:
+      ignored.append(name)
+  unexpected = sorted(k for k in state_dict if k not in specs and k not in unused
+                      and not k.endswith(_NUM_BATCHES_TRACKED))
   if missing or unexpected or mismatched:
     problems = [f"{len(v)} {what}: {', '.join(v)}" for what, v in (
         ("missing names", sorted(missing)), ("unexpected names", unexpected),
@@ -116,11 +131,18 @@ def from_torch(state_dict, model, channels: int = 3, scheme: str | None = None) 
         "Make the model (config fields attention, b2_convs, compatibility, shared_u, "
         "attended_layers, aggregation, width_multiplier; the dataset's classes and channels) "
         "describe the checkpoint, or pass the other scheme.")
+  if ignored:
+    print(f"Ignored {', '.join(ignored)}: the reference module creates them without attention "
+          "but does not use them.")
   return flax.traverse_util.unflatten_dict(flat)
 
 
-def to_torch(variables, scheme: str) -> dict[str, np.ndarray]:
-  """The torch state_dict (numpy arrays) of Flax variables {"params", "batch_stats"}."""
+def to_torch(variables, model, scheme: str) -> dict[str, np.ndarray]:
+  """The torch state_dict (numpy arrays) of `model`'s Flax variables {"params", "batch_stats"}.
+
+  For a model without attention, the reference naming adds the reference module's unused
+  `projector` and u's (`op` if `model.shared_u`, else `op1`..`op3`) as zeros.
+  """
   state_dict = {}
   for key, value in flax.traverse_util.flatten_dict(
       {c: variables[c] for c in ("params", "batch_stats")}).items():
@@ -130,6 +152,10 @@ def to_torch(variables, scheme: str) -> dict[str, np.ndarray]:
     if key[-1] == "mean":
       module = name.removesuffix(".running_mean")
       state_dict[module + _NUM_BATCHES_TRACKED] = np.zeros((), np.int64)
+  params = variables["params"]
+  u_names = ("op",) if model.shared_u else ("op1", "op2", "op3")
+  for name, shape in _unused_weights(model, params, scheme, u_names).items():
+    state_dict[name] = np.zeros(shape, params["dense"]["kernel"].dtype)
   return state_dict
 
 
@@ -160,6 +186,17 @@ def _import_torch():
     raise ImportError("Reading and writing .pth files needs PyTorch: pip install torch "
                       "(the CPU build is enough).") from e
   return torch
+
+
+def _unused_weights(model, params, scheme: str, u_names) -> dict[str, tuple[int, ...]]:
+  """Torch shapes of the reference module's tensors that `model` does not use.
+
+  Without attention, the reference naming's `projector` and the u's named `u_names`; else none.
+  """
+  if scheme == "saoyan" or model.attention:
+    return {}
+  g, l1 = params["dense"]["kernel"].shape[-1], params["block3"]["conv0"]["kernel"].shape[-1]
+  return {"projector.weight": (g, l1, 1, 1)} | {f"{u}.weight": (1, g, 1, 1) for u in u_names}
 
 
 def _check_scheme(scheme: str) -> str:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ltpa_jax import models
+from ltpa_jax import torch_interop
 
 TINY = 1 / 16
 
@@ -43,18 +44,26 @@ def count(tree):
   return sum(x.size for x in jax.tree.leaves(tree))
 
 
-@pytest.mark.parametrize("kwargs,layout,expected", [
-    (dict(attention=False), dict(), 19_758_756),
-    (dict(attention=False, b2_convs=3), dict(b2_convs=3), 19_906_596),
-    (dict(), dict(attention=((1, 2, 3), False, "pc")), 19_993_764),
+@pytest.mark.parametrize("kwargs,layout,used,torch_total", [
+    # Without attention the reference module adds its unused projector (256 * 512) and u's (512
+    # each): op1..op3, or one shared op.
+    (dict(attention=False), dict(), 19_758_756, 19_891_364),
+    (dict(attention=False, shared_u=True), dict(), 19_758_756, 19_890_340),
+    (dict(attention=False, b2_convs=3), dict(b2_convs=3), 19_906_596, 20_039_204),
+    (dict(), dict(attention=((1, 2, 3), False, "pc")), 19_993_764, 19_993_764),
     (dict(shared_u=True, normalisation="sigmoid", b2_convs=3),
-     dict(b2_convs=3, attention=((1, 2, 3), True, "pc")), 20_140_580),
+     dict(b2_convs=3, attention=((1, 2, 3), True, "pc")), 20_140_580, 20_140_580),
     (dict(compatibility="dp", attended_layers=(2, 3)),
-     dict(attention=((2, 3), False, "dp")), 19_809_956),
+     dict(attention=((2, 3), False, "dp")), 19_809_956, 19_809_956),
 ])
-def test_parameter_counts_match_the_pytorch_reference_layout(kwargs, layout, expected):
-  variables = jax.eval_shape(lambda: init(models.VGGAttention(num_classes=100, **kwargs)))
-  assert count(variables["params"]) == torch_layout_param_count(100, **layout) == expected
+def test_parameter_counts_match_the_pytorch_reference_layout(kwargs, layout, used, torch_total):
+  """Parameters the model uses, and those of its exported PyTorch reference module."""
+  model = models.VGGAttention(num_classes=100, **kwargs)
+  variables = jax.eval_shape(lambda: init(model))
+  assert count(variables["params"]) == torch_layout_param_count(100, **layout) == used
+  exported = torch_interop.to_torch(
+      jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), variables), model, "reference")
+  assert sum(v.size for k, v in exported.items() if k.endswith((".weight", ".bias"))) == torch_total
   # BatchNorm running mean and var: one pair per conv of blocks b1..b6.
   num_convs = 2 + layout.get("b2_convs", 2) + 3 + 3 + 3 + 2
   widths = [64, 64] + [128] * layout.get("b2_convs", 2) + [256] * 3 + [512] * 8

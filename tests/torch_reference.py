@@ -2,7 +2,9 @@
 
 VGG19-BN in the reference layout (DEVELOPERS.md) with optional "(VGG-att3)-concat-pc" attention
 over l1..l3 before the max-pools: softmax or sigmoid normalisation, shared or separate u. Its
-state_dict names follow either scheme of `ltpa_jax.torch_interop` ("reference" or "saoyan").
+attribute (state_dict) names follow either scheme of `ltpa_jax.torch_interop` ("reference" or
+"saoyan"). Like the reference module, the "reference" scheme creates `projector` and the u's also
+without attention, unused then; the SaoYan port creates them only with attention.
 """
 
 import torch
@@ -54,10 +56,11 @@ class ReferenceVGG(nn.Module):
       self.add_module(f"conv_block{s}", wrap(conv_block(features, f, num_convs, pool_each=s == 6)))
       features = f
     g = width(512, width_multiplier)
-    self.dense = nn.Conv2d(features, g, 1)
+    self.g_name = "dense" if saoyan else "adaptive_conv"
+    self.add_module(self.g_name, nn.Conv2d(features, g, 1))
     self.classifier_name = "classify" if saoyan else "classifier"
     self.add_module(self.classifier_name, nn.Linear(3 * g if attention else g, num_classes))
-    if attention:
+    if attention or not saoyan:
       self.projector = wrap(nn.Conv2d(width(256, width_multiplier), g, 1, bias=False))
       u_prefix = "attn" if saoyan else "op"
       self.u_names = [u_prefix] * 3 if shared_u else [f"{u_prefix}{s}" for s in (1, 2, 3)]
@@ -71,7 +74,7 @@ class ReferenceVGG(nn.Module):
       x = getattr(self, f"conv_block{s}")(x)
       local.append(x)
       x = F.max_pool2d(x, 2, 2)
-    g = self.dense(self.conv_block6(x))  # (N, C, 1, 1)
+    g = getattr(self, self.g_name)(self.conv_block6(x))  # (N, C, 1, 1)
     classifier = getattr(self, self.classifier_name)
     if not self.attention:
       return classifier(g.flatten(1)), []

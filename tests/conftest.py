@@ -1,8 +1,10 @@
-"""Shared fixtures: the real datasets (skipped when absent) and a small fake Fashion-MNIST."""
+"""Shared fixtures: the real datasets (skipped when absent), a small fake Fashion-MNIST, and one
+XLA compilation cache for the whole session."""
 
 import gzip
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 from tensorflow_datasets.core.download import checksums
@@ -10,6 +12,28 @@ from tensorflow_datasets.core.download import checksums
 from ltpa_jax import tfds_builders
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+# Persistent compilation cache options, as environment variables (read by every subprocess's JAX).
+CACHE_OPTIONS = {"jax_compilation_cache_dir": None,
+                 "jax_persistent_cache_min_compile_time_secs": 0}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """A persistent XLA compilation cache shared by the tests and the processes they start.
+
+  Many tests compile the same tiny programs, in this process and in the train.py processes they
+  start (runs, then their resumed runs); a cache hit returns the very program compiled before, so
+  the numbers are those of a fresh compile.
+  """
+  options = dict(CACHE_OPTIONS, jax_compilation_cache_dir=str(tmp_path_factory.mktemp("xla")))
+  before = {name: getattr(jax.config, name) for name in options}
+  with pytest.MonkeyPatch.context() as patch:
+    for name, value in options.items():
+      patch.setenv(name.upper(), str(value))
+      jax.config.update(name, value)
+    yield
+  for name, value in before.items():
+    jax.config.update(name, value)
 
 
 @pytest.fixture(scope="session")

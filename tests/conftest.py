@@ -1,8 +1,9 @@
-"""Shared fixtures: the real datasets (skipped when absent) and a small fake Fashion-MNIST."""
+"""Shared fixtures: the real datasets (skipped when absent), a small fake Fashion-MNIST, x64."""
 
 import gzip
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 from tensorflow_datasets.core.download import checksums
@@ -10,6 +11,13 @@ from tensorflow_datasets.core.download import checksums
 from ltpa_jax import tfds_builders
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture
+def x64():
+  """64-bit JAX for one test: float64 proofs that two computations are the same maths."""
+  with jax.enable_x64(True):
+    yield
 
 
 @pytest.fixture(scope="session")

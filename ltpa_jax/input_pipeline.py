@@ -37,8 +37,9 @@ def random_crop_flip(rng, images):
   return jax.vmap(one)(padded, offsets, flips)
 
 
-def normalise(images, mean, std):
-  """uint8 images -> float32 (x / 255 - mean) / std, per channel."""
-  mean = jnp.asarray(mean, jnp.float32)
-  std = jnp.asarray(std, jnp.float32)
-  return (images.astype(jnp.float32) / 255.0 - mean) / std
+def normalise(images, mean, std, dtype=jnp.float32):
+  """uint8 images -> (x / 255 - mean) / std, per channel, in `dtype` (float64 for a float64
+  model: in float32, programs that round differently would feed it different inputs)."""
+  mean = jnp.asarray(mean, dtype)
+  std = jnp.asarray(std, dtype)
+  return (images.astype(dtype) / 255.0 - mean) / std

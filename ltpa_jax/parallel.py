@@ -4,7 +4,7 @@ Params, optimiser state and the dataset arrays (CIFAR is small) are replicated o
 each SGD step's batch is split over the devices along the batch axis, so the global batch is the
 config's `batch_size`. `jit` partitions the step (SPMD): BatchNorm means and variances, the loss
 and the gradients are reduced over the GLOBAL batch, so the result is that of one device up to
-float rounding (tests/test_parallel.py checks it on 8 host CPU devices).
+float rounding (tests/test_parallel.py checks it in float64 on 8 host CPU devices).
 
 Several processes (hosts): each calls `jax.distributed.initialize()` before any other JAX call
 (`train.py --distributed`); `jax.devices()` then lists every process's devices and the mesh

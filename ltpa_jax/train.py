@@ -67,6 +67,19 @@ def to_device(split: datasets.Split) -> DeviceData:
   return DeviceData(images, jnp.asarray(split.labels))
 
 
+def params_dtype(params):
+  """The params' dtype: float32 (float32 and bfloat16 models) or float64 (a float64 model)."""
+  return jnp.result_type(*(p.dtype for p in jax.tree.leaves(params)))
+
+
+def empty_metrics(cls, params):
+  """`cls.empty()` as the steps' metrics are typed: totals in the params' dtype (float64 for a
+  float64 model), counts in the default int (int64 under x64). A scan carries it unchanged."""
+  empty = cls.empty()
+  return empty.replace(**{name: type(m)(jnp.zeros((), params_dtype(params)), jnp.zeros((), int))
+                          for name, m in vars(empty).items() if isinstance(m, metrics.Average)})
+
+
 def initial_state(model: nn.Module, tx: optax.GradientTransformation, rng,
                   image_shape) -> TrainState:
   variables = model.init(rng, jnp.zeros((1, 32, 32, image_shape[-1])), train=False)
@@ -82,8 +95,8 @@ def _outputs(logits, labels, loss):
 
 def train_step(model, tx, info: datasets.DatasetInfo, state: TrainState, images, labels, rng):
   """One SGD step on a uint8 batch: augment, forward in train mode, update params and BN stats."""
-  images = input_pipeline.normalise(
-      input_pipeline.random_crop_flip(rng, images), info.mean, info.std)
+  images = input_pipeline.normalise(input_pipeline.random_crop_flip(rng, images), info.mean,
+                                    info.std, params_dtype(state.params))
 
   def loss_fn(params):
     (logits, _), updates = model.apply(
@@ -103,7 +116,7 @@ def train_step(model, tx, info: datasets.DatasetInfo, state: TrainState, images,
 
 def shuffled_batches(rng, n: int, batch_size: int):
   """A random order of range(n) as full batches (num_full, batch_size) and the remainder."""
-  order = jax.random.permutation(rng, n)
+  order = jax.random.permutation(rng, n).astype(jnp.int32)  # int64 under x64
   num_full = n // batch_size
   return order[:num_full * batch_size].reshape(num_full, batch_size), order[num_full * batch_size:]
 
@@ -122,11 +135,12 @@ def train_steps(model, tx, info, state: TrainState, data: DeviceData, batches, r
                                 jax.random.fold_in(rng, index))
     return (state, totals.merge(batch_metrics)), batch_metrics.loss.compute()
 
+  empty = empty_metrics(TrainMetrics, state.params)
   if batches.shape[0] == 1:  # no loop: XLA:CPU runs conv weight gradients ~80x slower in loops
-    (state, totals), loss = body((state, TrainMetrics.empty()), (first, batches[0]))
+    (state, totals), loss = body((state, empty), (first, batches[0]))
     return state, totals, loss[None]
   indices = first + jnp.arange(batches.shape[0])
-  (state, totals), losses = jax.lax.scan(body, (state, TrainMetrics.empty()), (indices, batches))
+  (state, totals), losses = jax.lax.scan(body, (state, empty), (indices, batches))
   return state, totals, losses
 
 
@@ -146,13 +160,13 @@ def evaluate(model, info, batch_size: int, state: TrainState, data: DeviceData, 
 
   def body(totals, xs):
     images, labels, mask = xs
-    logits, _ = model.apply(variables, input_pipeline.normalise(images, info.mean, info.std),
-                            train=False)
+    logits, _ = model.apply(variables, input_pipeline.normalise(
+        images, info.mean, info.std, params_dtype(state.params)), train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     return totals.merge(EvalMetrics.single_from_model_output(
         **_outputs(logits, labels, loss), mask=mask)), None
 
-  totals, _ = jax.lax.scan(body, EvalMetrics.empty(), parallel.shard_batches(
+  totals, _ = jax.lax.scan(body, empty_metrics(EvalMetrics, state.params), parallel.shard_batches(
       (reshape(images), reshape(labels), reshape(mask)), mesh))
   return totals
 
@@ -265,7 +279,8 @@ def fixed_examples(split: datasets.Split, count: int):
 def attention_maps(model, info, state: TrainState, images):
   """The normalised attention maps {layer: (N, h, w)} of uint8 images, in eval mode."""
   _, maps = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                        input_pipeline.normalise(images, info.mean, info.std), train=False)
+                        input_pipeline.normalise(images, info.mean, info.std,
+                                                 params_dtype(state.params)), train=False)
   return {layer: m["a"] for layer, m in maps.items()}
 
 
@@ -285,7 +300,7 @@ def state_template(config, info: datasets.DatasetInfo):
   tx = optim.sgd(optim.learning_rate_schedule(config, 1), config.momentum, config.weight_decay)
   state = jax.eval_shape(functools.partial(initial_state, model, tx,
                                            image_shape=info.image_shape), jax.random.key(0))
-  return model, tx, {"state": state, "epoch_metrics": TrainMetrics.empty()}
+  return model, tx, {"state": state, "epoch_metrics": empty_metrics(TrainMetrics, state.params)}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -322,7 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   init_rng, train_rng = parallel.replicate(jax.random.split(jax.random.key(config.seed)), mesh)
   state = jax.jit(functools.partial(initial_state, model, tx, image_shape=info.image_shape),
                   out_shardings=parallel.replicated(mesh))(init_rng)
-  empty_metrics = lambda: parallel.replicate(TrainMetrics.empty(), mesh)
+  fresh_metrics = lambda: parallel.replicate(empty_metrics(TrainMetrics, state.params), mesh)
   logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
       state.params, include_stats=False))
   report(f"{config.dataset}: {num_train} training images; model: "
@@ -336,7 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   sigterm = sigterm_flag()
   stopping = lambda: parallel.any_process(sigterm.is_set())
   with checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints) as ckpt:
-    history, epoch_metrics = [], empty_metrics()
+    history, epoch_metrics = [], fresh_metrics()
     if ckpt.latest_epoch() is not None:  # checkpoints are numbered by SGD step
       saved, _, step = ckpt.restore(None, {"state": state, "epoch_metrics": epoch_metrics},
                                     train_rng)
@@ -395,7 +410,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         write_epoch_summaries(writer, model, summary, probes, maps_fn, state, config)
         if is_primary():
           workdir_lib.write_json(history_path, history, overwrite=True)  # before the checkpoint
-        epoch_metrics = empty_metrics()
+        epoch_metrics = fresh_metrics()
         ckpt.save(int(state.step), {"state": state, "epoch_metrics": epoch_metrics}, train_rng)
         seconds_per_epoch = sum(h["epoch_seconds"] for h in history) / len(history)
         report(f"epoch {epoch}/{config.num_epochs} " + " ".join(

@@ -1,5 +1,5 @@
-"""Shared fixtures: the real datasets (skipped when absent), a small fake Fashion-MNIST, and one
-XLA compilation cache for the whole session."""
+"""Shared fixtures: the real datasets (skipped when absent), a small fake Fashion-MNIST, x64, and
+one XLA compilation cache for the whole session."""
 
 import gzip
 import pathlib
@@ -34,6 +34,13 @@ def compilation_cache(tmp_path_factory):
     yield
   for name, value in before.items():
     jax.config.update(name, value)
+
+
+@pytest.fixture
+def x64():
+  """64-bit JAX for one test: float64 proofs that two computations are the same maths."""
+  with jax.enable_x64(True):
+    yield
 
 
 @pytest.fixture(scope="session")

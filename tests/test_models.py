@@ -8,6 +8,7 @@ import pytest
 
 from ltpa_jax import models
 from ltpa_jax import torch_interop
+from tests import exact
 
 TINY = 1 / 16
 
@@ -99,26 +100,28 @@ def test_output_shapes_for_every_knob(normalisation, compatibility, aggregation,
   assert ("projector" in params) == (1 in layers)
 
 
-def test_softmax_maps_sum_to_one_and_sigmoid_maps_lie_in_the_open_unit_interval():
+def test_softmax_maps_sum_to_one_and_sigmoid_maps_lie_in_the_open_unit_interval(x64):
   for normalisation in ("softmax", "sigmoid"):
-    model = models.VGGAttention(num_classes=5, normalisation=normalisation, width_multiplier=TINY)
+    model = models.VGGAttention(num_classes=5, normalisation=normalisation, width_multiplier=TINY,
+                                dtype=jnp.float64)
     variables = init(model)
     _, maps = apply(model, variables, train=False)
     for layer in maps.values():
       a = np.asarray(layer["a"])
       if normalisation == "softmax":
-        np.testing.assert_allclose(a.sum((1, 2)), 1.0, rtol=1e-5)
-        np.testing.assert_allclose(a, jax.nn.softmax(layer["c"].reshape(2, -1)).reshape(a.shape),
-                                   rtol=1e-6)
+        exact.assert_trees_close(a.sum((1, 2)), np.ones(2))
+        exact.assert_trees_close(
+            a, np.asarray(jax.nn.softmax(layer["c"].reshape(2, -1)).reshape(a.shape)))
       else:
         assert (a > 0).all() and (a < 1).all()
-        np.testing.assert_allclose(a, jax.nn.sigmoid(layer["c"]), rtol=1e-6)
+        exact.assert_trees_close(a, np.asarray(jax.nn.sigmoid(layer["c"])))
 
 
-def test_indep_logits_are_the_log_of_averaged_class_probabilities():
-  model = models.VGGAttention(num_classes=5, aggregation="indep", width_multiplier=TINY)
+def test_indep_logits_are_the_log_of_averaged_class_probabilities(x64):
+  model = models.VGGAttention(num_classes=5, aggregation="indep", width_multiplier=TINY,
+                              dtype=jnp.float64)
   logits, _ = apply(model, init(model), train=False)
-  np.testing.assert_allclose(jnp.exp(logits).sum(-1), 1.0, rtol=1e-5)
+  exact.assert_trees_close(np.exp(logits).sum(-1), np.ones(2))
 
 
 def test_no_attention_returns_no_maps_and_grayscale_inputs_work():
@@ -139,18 +142,18 @@ def test_bfloat16_computes_in_bfloat16_but_keeps_float32_params_and_statistics()
   assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
 
 
-def test_batchnorm_updates_running_statistics_like_torch():
-  bn = models.BatchNorm(momentum=0.1)
+def test_batchnorm_updates_running_statistics_like_torch(x64):
+  bn = models.BatchNorm(momentum=0.1, dtype=jnp.float64)
   x = jax.random.normal(jax.random.key(0), (4, 3, 3, 2)) * 2 + 1
   variables = bn.init(jax.random.key(1), x, train=False)
   y, updates = bn.apply(variables, x, train=True, mutable=["batch_stats"])
   flat = np.asarray(x).reshape(-1, 2)
-  np.testing.assert_allclose(updates["batch_stats"]["mean"], 0.1 * flat.mean(0), rtol=1e-5)
-  np.testing.assert_allclose(updates["batch_stats"]["var"], 0.9 + 0.1 * flat.var(0, ddof=1),
-                             rtol=1e-5)
+  exact.assert_trees_close(updates["batch_stats"], {"mean": 0.1 * flat.mean(0),
+                                                    "var": 0.9 + 0.1 * flat.var(0, ddof=1)})
   scale = np.asarray(variables["params"]["scale"])
   expected = (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5) * scale
-  np.testing.assert_allclose(np.asarray(y).reshape(-1, 2), expected, rtol=1e-4, atol=1e-6)
+  exact.assert_trees_close(np.asarray(y).reshape(-1, 2), expected,
+                           atol=exact.noise_floor(expected))
 
 
 @pytest.mark.parametrize("init_scheme", ["kaiming", "xavier"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ltpa_jax import optim
+from tests import exact
 
 
 def schedule_config(**overrides):
@@ -17,6 +18,8 @@ def schedule_config(**overrides):
 
 
 def test_piecewise_schedule_drops_tenfold_exactly_at_the_epoch_boundaries():
+  """The float32 schedule of the runs: 0.1, up to 3 factors 0.1 and their products are rounded,
+  at most 7 roundings of 2**-24 (6e-8): within 4.2e-7 < 1e-6 of the decimal values."""
   schedule = optim.learning_rate_schedule(schedule_config(), steps_per_epoch=782)
   for step, lr in [(0, 0.1), (50 * 782 - 1, 0.1), (50 * 782, 0.01), (70 * 782 - 1, 0.01),
                    (70 * 782, 0.001), (90 * 782, 1e-4), (100 * 782, 1e-4)]:
@@ -37,8 +40,9 @@ def test_unknown_schedule_is_rejected():
     optim.learning_rate_schedule(schedule_config(lr_schedule="cosine"), 10)
 
 
-def test_sgd_matches_torch_sgd_with_coupled_weight_decay_and_momentum():
-  """torch.optim.SGD: d = g + wd * p; buf = m * buf + d (buf = d at step 1); p -= lr * buf."""
+def test_sgd_matches_torch_sgd_with_coupled_weight_decay_and_momentum(x64):
+  """torch.optim.SGD: d = g + wd * p; buf = m * buf + d (buf = d at step 1); p -= lr * buf.
+  Float64 params against numpy's float64."""
   lr, momentum, wd = 0.1, 0.9, 1e-2
   tx = optim.sgd(lr, momentum, wd)
   params = {"w": jnp.array([1.0, -2.0, 3.0])}
@@ -50,4 +54,4 @@ def test_sgd_matches_torch_sgd_with_coupled_weight_decay_and_momentum():
     d = np.array(grad) + wd * p
     buf = d if buf is None else momentum * buf + d
     p = p - lr * buf
-    np.testing.assert_allclose(params["w"], p, rtol=1e-6)
+    exact.assert_trees_close(params["w"], p)

@@ -75,9 +75,12 @@ def test_evaluate_counts_every_example_and_matches_a_direct_computation(x64):
       "loss": -log_probs[np.arange(203), split.labels].mean()})
 
 
-def test_fits_a_small_fixed_batch():
-  """100 augmented steps on 16 images take the loss from ln(10) to about 0.3 (bound 0.6)."""
-  model, tx, state = setup(lr=0.02)
+def fixed_batch_losses(seed: int = 0) -> list[float]:
+  """The losses of 100 augmented SGD steps (lr 0.02) on 16 fixed images, init key `seed`."""
+  model = models.VGGAttention(num_classes=10, width_multiplier=1 / 16)
+  tx = optim.sgd(0.02, 0.9, 5e-4)
+  state = jax.jit(functools.partial(train.initial_state, model, tx, image_shape=(32, 32, 3)))(
+      jax.random.key(seed))
   split = fake_split(16, seed=2)
   images, labels = jnp.asarray(split.images), jnp.asarray(split.labels)
   step = jax.jit(functools.partial(train.train_step, model, tx, INFO))
@@ -85,7 +88,20 @@ def test_fits_a_small_fixed_batch():
   for i in range(100):
     state, metrics = step(state, images, labels, jax.random.key(i))
     losses.append(float(metrics.compute()["loss"]))
-  assert losses[0] > 2.0 and np.mean(losses[-10:]) < 0.6, (losses[0], losses[-10:])
+  return losses
+
+
+def test_fits_a_small_fixed_batch():
+  """100 augmented steps on 16 images take the loss from ln(10) = 2.30 down.
+
+  Measured (benchmarks/learning_spread.py --test fixed_batch, 2-core CPU, jax 0.10.2), mean loss
+  of the last 10 steps over init keys 0-4: 0.118-0.836 on both cores, 0.178-0.333 under
+  `taskset -c 0` (key 0: 0.211 and 0.224; key 2 went from 0.836 to 0.178, so thread counts move
+  the outcome as much as seeds do). The bound, 1.5, is about halfway between ln(10) and the worst
+  of those 10 runs.
+  """
+  losses = fixed_batch_losses()
+  assert losses[0] > 2.0 and np.mean(losses[-10:]) < 1.5, (losses[0], losses[-10:])
 
 
 def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
@@ -117,22 +133,33 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
     assert image.format == "PNG" and image.width > 100
 
 
-def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path):
-  """300 steps of batch 64 at lr 0.1 on real CIFAR-100 (re-split), evaluated on all 10,000 test
-  images.
-
-  Chance is 1% top-1 and 5% top-5; with 10,000 test images their standard deviations are 0.1 and
-  0.22 pp. The bounds, top-1 accuracy > 2% and top-5 accuracy > 8%, are 10 and 14 standard
-  deviations above chance. Measured here (CPU, jax 0.10.2): 2.45% / 12.57% (errors 97.55 / 87.43).
-  """
+def cifar100_learning_config(data_dir: str, seed: int = 0):
+  """The setup of test_tiny_model_learns_cifar100_resplit (benchmarks/learning_spread.py)."""
   config = tiny.get_config()
-  config.data_dir = cifar100_data_dir
+  config.data_dir = data_dir
+  config.model.init = "xavier"  # BN scale ~ U(0, 1): kaiming's ~ N(0, 0.01) barely moves in 300
   config.batch_size = 64
   config.train_examples = 300 * 64
   config.num_epochs = 1
   config.lr_boundaries_epochs = ()  # constant lr 0.1
   config.eval_batch_size = 1000
-  run = train.train_and_evaluate(config, str(tmp_path))
+  config.attention_images = 2
+  config.seed = seed
+  return config
+
+
+def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path):
+  """300 steps of batch 64 at lr 0.1 (xavier init) on real CIFAR-100 (re-split), evaluated on all
+  10,000 test images.
+
+  Chance is 99% top-1 and 95% top-5 error. With kaiming init (BN scale ~ N(0, 0.01)) this run only
+  just learned (97.55 here, 99.01 = chance on another machine). Measured with xavier init
+  (benchmarks/learning_spread.py --test cifar100, 2-core CPU, jax 0.10.2), top-1 / top-5 error over
+  seeds 0-4: 95.12-96.61 / 81.33-85.08 on both cores, 94.81-96.50 / 79.29-84.91 under
+  `taskset -c 0` (seed 0: 96.61 / 85.08 and 95.31 / 82.63). The bounds, 97.8 and 90.0, lie about
+  halfway between chance and the worst of those runs.
+  """
+  run = train.train_and_evaluate(cifar100_learning_config(cifar100_data_dir), str(tmp_path))
   assert run["dataset_label"] == "CIFAR-100 (re-split)"
-  assert run["final"]["test_top1_error"] < 98.0
-  assert run["final"]["test_top5_error"] < 92.0
+  assert run["final"]["test_top1_error"] < 97.8
+  assert run["final"]["test_top5_error"] < 90.0

@@ -140,10 +140,10 @@ def test_sgd_steps_match_torch_optim_sgd(ref, monkeypatch):
   """Two steps of train.train_step (augmentation off) against torch.optim.SGD, float64 and 32.
 
   Step 1 tests the gradients, step 2 the momentum. Torch float32 gets the inputs rounded as
-  train_step's float32 normalisation rounds them. The float64 runs normalise in float64: XLA
-  computes train_step's float32 normalisation in two fusions, for the forward and for the first
-  conv's weight gradient, which can round 1 ulp apart (measured: block1/conv0/kernel 1.5e-8
-  relative off after one step, everything ~1e-8 after two).
+  train_step's float32 normalisation rounds them. The float64 runs normalise in float64, as
+  train_step does for a float64 model: XLA computes a float32 normalisation in two fusions, for
+  the forward and for the first conv's weight gradient, which can round 1 ulp apart (measured:
+  block1/conv0/kernel 1.5e-8 relative off after one step, everything ~1e-8 after two).
   """
   torch = ref.torch
   monkeypatch.setattr(input_pipeline, "random_crop_flip", lambda rng, images: images)
@@ -156,9 +156,7 @@ def test_sgd_steps_match_torch_optim_sgd(ref, monkeypatch):
   lr, momentum, weight_decay = 0.1, 0.9, 5e-4
   runs = {}
   for name, dtype in (("jax64", jnp.float64), ("jax32", jnp.float32)):
-    with jax.enable_x64(dtype == jnp.float64), monkeypatch.context() as patch:
-      if dtype == jnp.float64:
-        patch.setattr(input_pipeline, "normalise", normalise_in_float64)
+    with jax.enable_x64(dtype == jnp.float64):
       model = models.VGGAttention(width_multiplier=TINY, dtype=dtype, **SEED_TABLE)
       variables = torch_interop.from_torch(start, model)
       tx = optim.sgd(lr, momentum, weight_decay)
@@ -171,7 +169,8 @@ def test_sgd_steps_match_torch_optim_sgd(ref, monkeypatch):
         runs[name].append({"loss": metrics.compute()["loss"]} | tensors(torch_interop.to_torch(
             {"params": state.params, "batch_stats": state.batch_stats}, model, "reference")))
   with jax.enable_x64(True):
-    inputs = {"torch64": [np.asarray(normalise_in_float64(images, info.mean, info.std))
+    inputs = {"torch64": [np.asarray(input_pipeline.normalise(images, info.mean, info.std,
+                                                              jnp.float64))
                           for images, _ in batches]}
   normalise = jax.jit(input_pipeline.normalise, static_argnums=(1, 2))  # rounds as train_step's
   inputs["torch32"] = [np.asarray(normalise(images, info.mean, info.std)) for images, _ in batches]
@@ -189,12 +188,6 @@ def test_sgd_steps_match_torch_optim_sgd(ref, monkeypatch):
       runs[name].append({"loss": loss.item()} | tensors(state_dict(torch_model)))
   for i in range(2):
     assert_matches_torch({name: run[i] for name, run in runs.items()}, f"after step {i + 1}")
-
-
-def normalise_in_float64(images, mean, std):
-  """input_pipeline.normalise in float64 (with x64 enabled)."""
-  f64 = lambda x: jnp.asarray(x, jnp.float64)
-  return (f64(images) / 255 - f64(mean)) / f64(std)
 
 
 @pytest.mark.parametrize("scheme", torch_interop.SCHEMES)

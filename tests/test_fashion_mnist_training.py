@@ -9,6 +9,7 @@ def learning_config(data_dir: str, seed: int = 0):
   config = fashion_mnist_att.get_config()
   config.data_dir = data_dir
   config.model.width_multiplier = 1 / 16
+  config.model.init = "xavier"  # BN scale ~ U(0, 1); with kaiming, seed 1 stayed at chance
   config.steps_per_call = 1  # XLA:CPU runs conv weight gradients far slower inside loops.
   config.batch_size = 32
   config.train_examples = 100 * 32
@@ -21,15 +22,17 @@ def learning_config(data_dir: str, seed: int = 0):
 
 
 def test_tiny_attention_model_learns_fashion_mnist(fashion_mnist_data_dir, tmp_path):
-  """fashion_mnist_att.py at width 1/16: 2 passes of 100 steps of batch 32 over the first 3,200
-  training images (lr 0.1, then 0.01), evaluated on all 10,000 test images.
+  """fashion_mnist_att.py at width 1/16, xavier init: 2 passes of 100 steps of batch 32 over the
+  first 3,200 training images (lr 0.1, then 0.01), evaluated on all 10,000 test images.
 
-  Chance is 10% top-1 and 50% top-5 accuracy; on 10,000 test images their binomial standard
-  deviations are 0.3 and 0.5 pp. The bounds, top-1 accuracy > 30% and top-5 accuracy > 85%, are
-  over 60 standard deviations above chance. Measured here (CPU, jax 0.10.2), top-1 / top-5
-  accuracy: 48.7% / 96.5% with this seed (0); seeds 1 and 2 reached 44.1% and 41.7% top-1.
+  Chance is 90% top-1 and 50% top-5 error. With kaiming init (BN scale ~ N(0, 0.01)) seeds 0-2
+  gave 58.65, 90.00 (chance) and 63.24 top-1 error: a coin flip. Measured with xavier init
+  (benchmarks/learning_spread.py --test fashion_mnist, 2-core CPU, jax 0.10.2), top-1 / top-5
+  error: seeds 0-4 on both cores 28.37-49.16 / 0.88-2.12; seeds 0-2 under `taskset -c 0`
+  29.93-40.14 / 1.06-2.35. The bounds, 69 and 25, lie about halfway between chance and the worst
+  of those runs.
   """
   run = train.train_and_evaluate(learning_config(fashion_mnist_data_dir), str(tmp_path))
   assert run["dataset"] == "fashion_mnist" and run["final"]["epoch"] == 2
-  assert run["final"]["test_top1_error"] < 70.0
-  assert run["final"]["test_top5_error"] < 15.0
+  assert run["final"]["test_top1_error"] < 69.0
+  assert run["final"]["test_top5_error"] < 25.0

@@ -14,7 +14,10 @@ spans them all. Every process loads the same data and runs the same program with
 
 from __future__ import annotations
 
+import itertools
+
 import jax
+from jax._src import distributed  # the coordination service client: no public barrier yet
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
@@ -44,10 +47,26 @@ def replicate(tree, mesh: Mesh):
       lambda x: jax.make_array_from_process_local_data(replicated(mesh), x), tree)
 
 
+_BARRIERS = itertools.count()
+
+
+def wait_for_every_process(timeout_s: int = 3600) -> None:
+  """Blocks until every process has called it as often (a coordination-service barrier).
+
+  On CPU, gloo connects the processes at their first collective with a fixed 30 s deadline, so a
+  process that loads or compiles more slowly (a busy machine) fails its peer unless they enter
+  their collectives together: call this before a collective that may meet a slow peer.
+  """
+  if jax.process_count() > 1:
+    distributed.global_state.client.wait_at_barrier(f"ltpa_jax/{next(_BARRIERS)}",
+                                                    timeout_s * 1000)
+
+
 def any_process(flag: bool) -> bool:
   """Whether `flag` is true in any process; every process must call it, in the same order."""
   if jax.process_count() == 1:
     return flag
+  wait_for_every_process()
   return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
 
 

@@ -369,6 +369,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                         mesh=mesh)).lower(state, test_data).compile()
     report(f"Compiled training (batches {shapes}) and evaluation in "
            f"{time.perf_counter() - compile_start:.1f} s.")
+    parallel.wait_for_every_process()  # compiling takes each process its own time
 
     writer = (summaries.SummaryWriter(os.path.join(workdir, "tensorboard"),
                                       purge_step=len(history) + 1 if history else None)

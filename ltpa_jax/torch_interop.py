@@ -29,6 +29,9 @@ Without attention (VGG19) the reference module still creates `projector` and the
 (shapes checked) and prints a note naming them; `to_torch` writes them as zeros (`op` if the
 model's `shared_u`, else `op1`..`op3`) so that `load_state_dict(strict=True)` succeeds. The SaoYan
 port creates `projector` and `attn*` only with attention: its VGG19 state_dicts have neither.
+The reference code attends all three layers with pc compatibility; this project's other variants
+(fewer attended layers, dp) have no reference module, so their state_dicts hold exactly the
+tensors the model uses.
 """
 
 from __future__ import annotations

@@ -131,6 +131,8 @@ def test_saoyan_schedule_halves_every_25_epochs_of_3_passes():
   assert steps_per_pass == 391
   schedule = optim.learning_rate_schedule(config, steps_per_pass)
   epoch = 3 * steps_per_pass
+  # The schedule returns float32: rel 1e-6 is 8 float32 ulps, room for its own rounding of the
+  # products and no more (a wrong boundary is off by a factor of 2).
   for step, lr in [(0, 0.1), (25 * epoch - 1, 0.1), (25 * epoch, 0.05), (50 * epoch, 0.025),
                    (300 * epoch - 1, 0.1 * 0.5**11)]:
     assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step
@@ -144,6 +146,6 @@ def test_paper_config_scales_the_reference_schedule_to_300_epochs():
   assert tuple(m.attended_layers) == (1, 2, 3)
   assert optimiser(config) == (64, 0.1, 0.9, 5e-5, "piecewise", 300, 1)
   steps_per_epoch = -(-CIFAR100_TRAIN // config.batch_size)
-  schedule = optim.learning_rate_schedule(config, steps_per_epoch)
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch)  # float32: 8 ulps allowed
   for epoch, lr in [(149, 0.1), (150, 0.01), (210, 1e-3), (270, 1e-4), (299, 1e-4)]:
     assert float(schedule(epoch * steps_per_epoch)) == pytest.approx(lr, rel=1e-6), epoch

@@ -6,6 +6,9 @@ Several processes (hosts): run the same command in each with `--distributed` (an
 cluster is not detected automatically, --coordinator_address, --num_processes, --process_id).
 """
 
+import shlex
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -41,7 +44,8 @@ def main(argv):
   elif any(f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)):
     raise app.UsageError("--coordinator_address, --num_processes and --process_id need "
                          "--distributed.")
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                           resume_command=shlex.join(["python", "-m", "ltpa_jax", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -133,7 +133,8 @@ def train_replicas(config, seeds: Sequence[int], workdir: str):
   tx = optim.sgd(schedule, config.momentum, config.weight_decay)
   states, train_rngs = initial_states(model, tx, info.image_shape, seeds)
   compile_start = time.perf_counter()
-  shapes = train.chunk_shapes(num_train, config.batch_size, config.steps_per_call)
+  shapes = train.chunk_shapes(num_train, config.batch_size,
+                                train.resolved_steps_per_call(config))
   compiled = compile_train_steps(model, tx, info, states, train_data, train_rngs, shapes)
   eval_fn = compile_evaluate(model, info, config.eval_batch_size, states, test_data)
   logging.info("Compiled training of %d replicas (batches %s) and evaluation in %.1f s",
@@ -145,7 +146,8 @@ def train_replicas(config, seeds: Sequence[int], workdir: str):
     for p in range(config.passes_per_epoch):
       index = (epoch - 1) * config.passes_per_epoch + p
       pass_rngs = jax.vmap(lambda rng: jax.random.fold_in(rng, index))(train_rngs)
-      states, train_metrics = train_pass(compiled, config.batch_size, config.steps_per_call,
+      states, train_metrics = train_pass(compiled, config.batch_size,
+                                         train.resolved_steps_per_call(config),
                                          states, train_data, pass_rngs)
     train_summary = jax.device_get(_compute(train_metrics))
     test = None

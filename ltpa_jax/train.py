@@ -3,8 +3,6 @@
 import functools
 import json
 import os
-import signal
-import threading
 import time
 from typing import Any
 
@@ -28,6 +26,7 @@ from ltpa_jax import optim
 from ltpa_jax import parallel
 from ltpa_jax import plots
 from ltpa_jax import results
+from ltpa_jax import stopping
 from ltpa_jax import summaries
 from ltpa_jax import workdir as workdir_lib
 
@@ -221,12 +220,14 @@ class NonFiniteLossError(FloatingPointError):
     self.step_in_pass = step_in_pass
 
 
-def train_pass(compiled, batch_size: int, steps_per_call: int, state: TrainState,
-               data: DeviceData, rng, start: int = 0, should_stop=lambda: False):
+def train_pass(compiled, batch_size: int, steps_per_call: int, state: TrainState, totals,
+               data: DeviceData, rng, start: int = 0, after_call=lambda steps: False):
   """A shuffled pass over `data` from its step `start`, in calls of `steps_per_call` steps.
 
-  Returns (state, metrics of the steps run, steps run). After each call, `should_stop()` may end
-  the pass early. Raises NonFiniteLossError (state not returned) if a loss is not finite.
+  Each step's metrics are merged into `totals` in step order, so how a pass is split into calls
+  does not change their sums. After each call (waited for), `after_call(steps run)` may end the
+  pass early by returning True. Returns (state, totals, steps run). Raises NonFiniteLossError
+  (state not returned) if a loss is not finite.
   """
   perm_rng, step_rng = jax.random.split(rng)
   # On the host: slicing a device array at new static offsets would compile each slice.
@@ -235,14 +236,14 @@ def train_pass(compiled, batch_size: int, steps_per_call: int, state: TrainState
   calls = [full[i:i + chunk] for i in range(start, full.shape[0], chunk)]
   if rest.shape[0]:
     calls.append(rest[None])
-  totals, losses, first = None, [], start
+  losses, first = [], start
   for batches in calls:
     state, chunk_metrics, chunk_losses = compiled[batches.shape](state, data, batches, step_rng,
                                                                  np.int32(first))
-    totals = chunk_metrics if totals is None else totals.merge(chunk_metrics)
-    losses.append(chunk_losses)
+    totals = totals.merge(chunk_metrics)
+    losses.append(stopping.wait(chunk_losses))
     first += batches.shape[0]
-    if should_stop():
+    if after_call(first - start):
       break
   finite = np.isfinite(np.concatenate(jax.device_get(losses)))
   if not finite.all():
@@ -251,12 +252,44 @@ def train_pass(compiled, batch_size: int, steps_per_call: int, state: TrainState
   return state, totals, first - start
 
 
-def sigterm_flag() -> threading.Event:
-  """An event set by SIGTERM (from the main thread only; elsewhere it is never set)."""
-  event = threading.Event()
-  if threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, lambda *_: event.set())
-  return event
+def pass_images(num_examples: int, batch_size: int, start: int, steps: int) -> int:
+  """How many images steps start .. start + steps - 1 of a pass train (the last batch may be
+  smaller)."""
+  return min((start + steps) * batch_size, num_examples) - start * batch_size
+
+
+def resolved_steps_per_call(config) -> int:
+  """`config.steps_per_call`, or for 0 (auto): one step per call on CPU, where XLA runs conv
+  weight gradients ~80x slower inside loops and a call must stay short enough to stop promptly,
+  and a whole pass per call (0) on accelerators (a CIFAR pass takes a few seconds there)."""
+  if config.steps_per_call or jax.default_backend() != "cpu":
+    return config.steps_per_call
+  return 1
+
+
+class EpochProgress:
+  """An epoch's images trained by this process (`trained`) and, while the epoch runs longer than
+  `every` seconds, a progress line every `every` seconds."""
+
+  def __init__(self, label: str, epoch_images: int, every: float = 30.0):
+    self.label, self.epoch_images, self.every = label, epoch_images, every
+    self.start = self.last_line = time.perf_counter()
+    self.trained = 0
+
+  def seconds(self) -> float:
+    return time.perf_counter() - self.start
+
+  def update(self, done_before: int, pass_trained: int) -> None:
+    """After a call: `done_before` images of the epoch were done before this pass's calls (a
+    resumed epoch's too), which have trained `pass_trained` since."""
+    now = time.perf_counter()
+    done, trained = done_before + pass_trained, self.trained + pass_trained
+    if now - self.last_line < self.every or done >= self.epoch_images:
+      return
+    self.last_line = now
+    rate = trained / (now - self.start)
+    report(f"  {self.label}: {done}/{self.epoch_images} images ({100 * done // self.epoch_images}%)"
+           f", {rate:.4g} images/s, epoch eta {(self.epoch_images - done) / rate:.0f}s")
 
 
 def is_primary() -> bool:
@@ -303,10 +336,12 @@ def state_template(config, info: datasets.DatasetInfo):
   return model, tx, {"state": state, "epoch_metrics": empty_metrics(TrainMetrics, state.params)}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       resume_command: str | None = None) -> dict | None:
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns results.json.
 
   Data parallel over every device of every process (`parallel`); process 0 writes the files.
+  SIGTERM or Ctrl-C saves a checkpoint and returns None, naming `resume_command` if given.
   """
   run_start = time.perf_counter()
   config_validation.validate(config, jax.device_count())
@@ -348,9 +383,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   maps_fn = jax.jit(functools.partial(attention_maps, model, info))
   history_path = os.path.join(workdir, HISTORY_FILE)
   steps_per_epoch = steps_per_pass * config.passes_per_epoch
-  sigterm = sigterm_flag()
-  stopping = lambda: parallel.any_process(sigterm.is_set())
-  with checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints) as ckpt:
+  images_per_epoch = num_train * config.passes_per_epoch
+  with (stopping.StopSignals(announce=is_primary()) as stop,
+        checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints) as ckpt):
+    stop_requested = lambda: parallel.any_process(stop.requested is not None)
+
+    def stopped(where: str):
+      report(f"{stop.requested or 'Stopped by another process'}: saved step {int(state.step)} "
+             f"({where}) to {ckpt.directory}. To resume, run the same command"
+             + (f": {resume_command}" if resume_command else "."))
+
     history, epoch_metrics = [], fresh_metrics()
     if ckpt.latest_epoch() is not None:  # checkpoints are numbered by SGD step
       saved, _, step = ckpt.restore(None, {"state": state, "epoch_metrics": epoch_metrics},
@@ -363,7 +405,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     elapsed_before = history[-1]["wall_seconds"] if history else 0.0
 
     compile_start = time.perf_counter()
-    shapes = chunk_shapes(num_train, config.batch_size, config.steps_per_call)
+    steps_per_call = resolved_steps_per_call(config)
+    shapes = chunk_shapes(num_train, config.batch_size, steps_per_call)
     compiled = compile_train_steps(model, tx, info, state, train_data, train_rng, shapes, mesh)
     eval_fn = jax.jit(functools.partial(evaluate, model, info, config.eval_batch_size,
                                         mesh=mesh)).lower(state, test_data).compile()
@@ -378,17 +421,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if not history:
         writer.write_text("config", str(config))
       for epoch in range(len(history) + 1, config.num_epochs + 1):
-        epoch_start = time.perf_counter()
+        progress = EpochProgress(f"epoch {epoch}/{config.num_epochs}", images_per_epoch)
         for p in range(config.passes_per_epoch):
           pass_start = int(state.step) - (epoch - 1) * steps_per_epoch - p * steps_per_pass
           if pass_start >= steps_per_pass:
             continue  # done before a resume
           pass_rng = jax.random.fold_in(train_rng, (epoch - 1) * config.passes_per_epoch + p)
           begin = max(pass_start, 0)
+          done_before = p * num_train + pass_images(num_train, config.batch_size, 0, begin)
+
+          def after_call(steps, begin=begin, done_before=done_before):
+            progress.update(done_before, pass_images(num_train, config.batch_size, begin, steps))
+            return stop_requested()
+
           try:
-            state, pass_metrics, steps = train_pass(
-                compiled, config.batch_size, config.steps_per_call, state, train_data, pass_rng,
-                begin, stopping)
+            state, epoch_metrics, steps = train_pass(
+                compiled, config.batch_size, steps_per_call, state, epoch_metrics, train_data,
+                pass_rng, begin, after_call)
           except NonFiniteLossError as e:
             step = (epoch - 1) * steps_per_epoch + p * steps_per_pass + e.step_in_pass
             raise NonFiniteLossError(
@@ -396,16 +445,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 f"{e.step_in_pass} of pass {p + 1}). Stopped without saving: the checkpoints in "
                 f"{ckpt.directory} hold the last good state. Lower config.learning_rate or "
                 "check the data.", e.step_in_pass) from None
-          epoch_metrics = epoch_metrics.merge(pass_metrics)
-          epoch_done = p + 1 == config.passes_per_epoch and begin + steps == steps_per_pass
-          if not epoch_done and stopping():
+          progress.trained += pass_images(num_train, config.batch_size, begin, steps)
+          if begin + steps < steps_per_pass:  # stopped within the pass
             ckpt.save(int(state.step), {"state": state, "epoch_metrics": epoch_metrics},
                       train_rng)
-            report(f"SIGTERM: saved step {int(state.step)} (epoch {epoch}) to {ckpt.directory}; "
-                   "run the same command to resume.")
+            stopped(f"within epoch {epoch}")
             return None
         summary = epoch_summary(epoch, epoch_metrics, eval_fn, state, test_data, config,
-                                schedule, num_train, time.perf_counter() - epoch_start)
+                                schedule, progress.trained, progress.seconds())
         summary["wall_seconds"] = elapsed_before + time.perf_counter() - run_start
         history.append(summary)
         write_epoch_summaries(writer, model, summary, probes, maps_fn, state, config)
@@ -413,14 +460,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           workdir_lib.write_json(history_path, history, overwrite=True)  # before the checkpoint
         epoch_metrics = fresh_metrics()
         ckpt.save(int(state.step), {"state": state, "epoch_metrics": epoch_metrics}, train_rng)
-        seconds_per_epoch = sum(h["epoch_seconds"] for h in history) / len(history)
+        eta = (config.num_epochs - epoch) * images_per_epoch / summary["images_per_second"]
         report(f"epoch {epoch}/{config.num_epochs} " + " ".join(
             f"{k} {v:.4g}" for k, v in summary.items()
-            if k not in ("epoch", "epoch_seconds", "wall_seconds"))
-               + f" eta {seconds_per_epoch * (config.num_epochs - epoch):.0f}s")
-        if stopping():
-          report(f"SIGTERM: saved epoch {epoch} to {ckpt.directory}; run the same command to "
-                 "resume.")
+            if k not in ("epoch", "epoch_seconds", "wall_seconds")) + f" eta {eta:.0f}s")
+        if epoch < config.num_epochs and stop_requested():
+          stopped(f"end of epoch {epoch}")
           return None
 
   final_maps = {split: maps_fn(state, images) for split, (images, _) in probes.items()
@@ -429,9 +474,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     save_figures(workdir, model, history, probes, final_maps,
                  datasets.class_names(config.dataset, config.data_dir))
   train_seconds = sum(h["epoch_seconds"] for h in history)
+  trained_images = sum(h["images_per_second"] * h["epoch_seconds"] for h in history)
   run_results = results.make(
       config, history, wall_seconds=elapsed_before + time.perf_counter() - run_start,
-      images_per_second=num_train * config.passes_per_epoch * len(history) / train_seconds,
+      images_per_second=trained_images / train_seconds,
       dataset_label=datasets.label(config.dataset, config.data_dir))
   if is_primary():
     results.write(workdir, run_results)
@@ -443,15 +489,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def epoch_summary(epoch, epoch_metrics, eval_fn, state, test_data, config, schedule,
-                  num_train, epoch_seconds) -> dict[str, float]:
-  """The epoch's train metrics, learning rate, speed and, on evaluated epochs, test metrics."""
+                  trained_images, epoch_seconds) -> dict[str, float]:
+  """The epoch's train metrics, learning rate, speed (over the images this process trained: a
+  resumed epoch counts only its rest) and, on evaluated epochs, test metrics."""
   train_summary = jax.device_get(epoch_metrics.compute())
   summary = {
       "epoch": epoch,
       "train_loss": float(train_summary["loss"]),
       "train_error": 100 * (1 - float(train_summary["accuracy"])),
       "learning_rate": float(schedule(int(state.step) - 1)),
-      "images_per_second": num_train * config.passes_per_epoch / epoch_seconds,
+      "images_per_second": trained_images / epoch_seconds,
       "epoch_seconds": epoch_seconds,
   }
   if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:

@@ -153,7 +153,7 @@ def test_two_processes_stop_together_resume_and_train_like_one_device(prepared_f
   output.append(first.communicate(timeout=600)[0])
   second_output = second.communicate(timeout=600)[0]
   assert first.returncode == 0 and second.returncode == 0, "".join(output) + second_output
-  assert "SIGTERM: saved" in "".join(output) and "epoch 4/4" not in "".join(output)
+  assert "Stopped by another process: saved step" in "".join(output) and "epoch 4/4" not in "".join(output)
   assert "epoch" not in second_output and "SIGTERM" not in second_output, second_output
 
   resumed = _two_processes(tmp_path / "multi", prepared_fake_data)

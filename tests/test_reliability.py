@@ -3,6 +3,8 @@
 import json
 import os
 import pathlib
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -104,6 +106,34 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(uninterrupted, prepared
   assert_same_run(final_state(workdir), uninterrupted)
 
 
+def test_ctrl_c_saves_prints_a_resume_command_that_ends_like_an_uninterrupted_run(
+    uninterrupted, prepared_fake_data, tmp_path):
+  """The first SIGINT saves within the epoch and prints the command to resume; that command ends
+  bitwise as the uninterrupted run (the same programs, one step per call, and the epoch's metric
+  sums continued in step order: train_loss included). The resumed epoch's images/s counts only
+  the images trained after the resume."""
+  workdir = tmp_path / "interrupted"
+  code, output = run_until(workdir, prepared_fake_data, "Compiled", signal.SIGINT)
+  assert code == 0, output
+  assert "SIGINT: saving a checkpoint after the current call, then exiting; Ctrl-C again" in output
+  saved = re.search(r"SIGINT: saved step (\d+) \((within|end of) epoch (\d)\) to .*To resume, run "
+                    r"the same command: (python -m ltpa_jax .*)\n", output)
+  assert saved, output
+  step = int(saved.group(1))
+  epoch, done = divmod(step, 4)  # 4 steps a pass (8, 8, 8 and 6 images); typically 0 < step < 4
+  assert step < 16 and saved.group(2, 3) == (("within", str(epoch + 1)) if done else
+                                             ("end of", str(epoch))), output
+  resumed = subprocess.run(shlex.split(saved.group(4)), cwd=REPO, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=300)
+  assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+  assert f"Resuming {workdir} at step {step} (epoch {epoch + 1})" in resumed.stdout
+  assert_same_run(final_state(workdir), uninterrupted)
+  history = json.loads((workdir / "history.json").read_text())
+  trained = [30] * 4
+  trained[epoch] -= 8 * done
+  assert [round(h["images_per_second"] * h["epoch_seconds"]) for h in history] == trained
+
+
 def test_sigterm_saves_at_a_step_boundary_exits_zero_and_resumes_exactly(
     prepared_fake_data, tmp_path, x64):
   """Stopped while running 2 steps per call (scans), resumed with one step per call as the
@@ -115,7 +145,9 @@ def test_sigterm_saves_at_a_step_boundary_exits_zero_and_resumes_exactly(
   code, output = run_until(workdir, prepared_fake_data, "Compiled", signal.SIGTERM,
                            "--config.steps_per_call=2", float64=True)
   assert code == 0, output
-  assert "batches [(2, 8), (1, 8), (1, 6)]" in output and "SIGTERM: saved step" in output, output
+  assert "batches [(2, 8), (1, 8), (1, 6)]" in output, output
+  assert "SIGTERM: saved step" in output and "To resume, run the same command: python -m " \
+      "ltpa_jax --config configs/tiny.py" in output, output
   with checkpoints.CheckpointManager(str(workdir)) as ckpt:
     assert ckpt.latest_epoch() < 16
   output = finish(workdir, prepared_fake_data, float64=True)

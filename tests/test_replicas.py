@@ -51,8 +51,10 @@ def single_run(config, splits, seed):
   shapes = train.chunk_shapes(16, 8, config.steps_per_call)
   compiled = train.compile_train_steps(model, tx, info, state, train_data, train_rng, shapes)
   for epoch in range(config.num_epochs):
-    state, metrics, _ = train.train_pass(compiled, 8, config.steps_per_call, state, train_data,
-                                      jax.random.fold_in(train_rng, epoch))
+    state, metrics, _ = train.train_pass(
+        compiled, 8, config.steps_per_call, state, train.empty_metrics(train.TrainMetrics,
+                                                                       state.params),
+        train_data, jax.random.fold_in(train_rng, epoch))
   test = jax.jit(functools.partial(train.evaluate, model, info, 8))(state, test_data)
   return state, metrics.compute(), test.compute()
 

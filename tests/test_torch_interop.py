@@ -30,10 +30,13 @@ TINY = 1 / 16
 # JAX float64 vs torch float64, per tensor relative to max|torch64|. Measured at most 4.9e-14
 # (forward, train mode; 6.4e-14 at full width), 3.7e-14 after one SGD step, 1.4e-13 after two.
 F64_RTOL = 1e-12
-# JAX float32 may be NOISE_FACTOR times as far from torch float64 as torch float32 is (maxima over
-# the tensor), plus one float32 ulp of the tensor's scale (its own rounding). Measured,
-# (|jax32 - torch64| - ulp) / |torch32 - torch64| is at most 2.2 in the forwards (2.8 at full
-# width) and 1.3 in the SGD steps (up to 2e-5 and 8e-5 relative off for JAX and torch float32).
+# JAX float32 may be NOISE_FACTOR times as far from torch float64, relative to a tensor's scale,
+# as torch float32 is at most over all the tensors of the same computation (its noise level: one
+# tensor alone, such as the scalar loss, can land within an ulp by chance), plus one float32 ulp.
+# Measured (1 core), the ratio (|jax32 - torch64| / scale - ulp) / that noise level is at most 1.7
+# in the forwards and 0.99 in the SGD steps (noise levels 3e-6 to 9e-5). Per tensor, torch float32's
+# own error was too small a floor: the loss after two SGD steps, 2 ulps off in JAX float32, failed
+# under taskset -c 0 against torch's lucky 0.1 ulp.
 NOISE_FACTOR = 4
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -50,20 +53,22 @@ def ref():
 def assert_matches_torch(runs, context):
   """`runs` jax64, jax32, torch64, torch32: flat dicts of arrays with the same names.
 
-  Per tensor (maxima over it): |jax64 - torch64| <= F64_RTOL * scale, and |jax32 - torch64| <=
-  NOISE_FACTOR * |torch32 - torch64| + EPS32 * scale, where scale = max|torch64|.
+  Per tensor (maxima over it, scale = max|torch64|): |jax64 - torch64| <= F64_RTOL * scale, and
+  |jax32 - torch64| <= (NOISE_FACTOR * noise + EPS32) * scale, where noise is the largest
+  |torch32 - torch64| / scale over the tensors.
   """
   expected = runs["torch64"]
   assert all(run.keys() == expected.keys() for run in runs.values())
+  scale = {name: np.abs(np.asarray(x, np.float64)).max() for name, x in expected.items()}
+  error = {k: {name: np.abs(np.asarray(v[name], np.float64) - expected[name]).max() / scale[name]
+               for name in expected} for k, v in runs.items()}
+  noise = max(error["torch32"].values())
   for name in expected:
-    torch64 = np.asarray(expected[name], np.float64)
-    scale = np.abs(torch64).max()
-    error = {k: np.abs(np.asarray(v[name], np.float64) - torch64).max() for k, v in runs.items()}
-    assert error["jax64"] <= F64_RTOL * scale, (
-        f"{context} {name}: float64 error {error['jax64']:.3g}, scale {scale:.3g}")
-    assert error["jax32"] <= NOISE_FACTOR * error["torch32"] + EPS32 * scale, (
-        f"{context} {name}: JAX float32 error {error['jax32']:.3g}, torch float32's "
-        f"{error['torch32']:.3g}, scale {scale:.3g}")
+    assert error["jax64"][name] <= F64_RTOL, (
+        f"{context} {name}: float64 error {error['jax64'][name]:.3g} of scale {scale[name]:.3g}")
+    assert error["jax32"][name] <= NOISE_FACTOR * noise + EPS32, (
+        f"{context} {name}: JAX float32 error {error['jax32'][name]:.3g} of scale "
+        f"{scale[name]:.3g}, torch float32's noise {noise:.3g}")
 
 
 def state_dict(torch_model) -> dict[str, np.ndarray]:

@@ -47,8 +47,10 @@ def test_a_pass_trains_the_remainder_batch_and_splitting_into_calls_changes_noth
   shapes = {*train.chunk_shapes(70, 16, 0), *train.chunk_shapes(70, 16, 2)}
   assert shapes == {(4, 16), (2, 16), (1, 6)}
   compiled = train.compile_train_steps(model, tx, INFO, state, data, jax.random.key(0), shapes)
+  empty = train.empty_metrics(train.TrainMetrics, state.params)
   run = lambda steps_per_call: train.train_pass(
-      compiled, 16, steps_per_call, jax.tree.map(jnp.copy, state), data, jax.random.key(5))
+      compiled, 16, steps_per_call, jax.tree.map(jnp.copy, state), empty, data,
+      jax.random.key(5))
   one_scan, metrics, steps = run(0)
   assert int(one_scan.step) == steps == 5  # 4 x 16 + 6 examples
   assert int(metrics.loss.count) == 70

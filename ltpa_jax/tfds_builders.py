@@ -15,10 +15,12 @@ import gzip
 import io
 import os
 import tarfile
+import urllib.parse
 
 from etils import epath
 import numpy as np
 from PIL import Image
+import requests
 import tensorflow_datasets as tfds
 from tensorflow_datasets.datasets.svhn_cropped import svhn_cropped_dataset_builder as svhn
 from tensorflow_datasets.image_classification import cifar
@@ -28,6 +30,11 @@ from tensorflow_datasets.image_classification import mnist
 # builder's code (a lookup that also needs the `importlib_resources` backport): point each builder
 # at the file its stock builder uses.
 _TFDS = tfds.core.utils.tfds_path()
+
+
+# One request, without retries, to see whether a source host answers before downloading from it:
+# TFDS's downloader retries a failed connection 10 times with backoff (204 s offline).
+PROBE_TIMEOUT_S = 5
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -176,7 +183,8 @@ def prepare(
   """Prepares dataset `name` in TFDS `data_dir` as array_record files, without TensorFlow.
 
   Source files come from `manual_dir` when there, else are downloaded (unless `download` is
-  False); TFDS checks them against the registered checksums either way. No-op when prepared.
+  False; an unreachable source host fails at once); TFDS checks them against the registered
+  checksums either way. No-op when prepared.
   """
   builder = builder_class(name)(data_dir=data_dir)
   if builder.is_prepared():
@@ -185,6 +193,8 @@ def prepare(
   missing = [f for f in files if not (manual_dir and os.path.exists(os.path.join(manual_dir, f)))]
   if missing and not download:
     raise DatasetUnavailableError(_unavailable(name, data_dir, manual_dir, missing, files))
+  if missing and (error := _unreachable([files[f] for f in missing])):
+    raise DatasetUnavailableError(_unavailable(name, data_dir, manual_dir, missing, files, error))
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   dirs_before = _dirs(builder.data_dir_root)
   try:
@@ -198,6 +208,17 @@ def prepare(
         os.rmdir(path)
     message = _unavailable(name, data_dir, manual_dir, missing, files, e)
     raise DatasetUnavailableError(message) from e
+
+
+def _unreachable(urls) -> str | None:
+  """Why the hosts of `urls` cannot be downloaded from now (one HEAD request each, no retries),
+  or None when each answers (any HTTP status)."""
+  for url in {urllib.parse.urlsplit(u).netloc: u for u in urls}.values():
+    try:
+      requests.head(url, timeout=PROBE_TIMEOUT_S)
+    except requests.RequestException as e:
+      return f"{url} is unreachable: {e}"
+  return None
 
 
 def _dirs(root) -> set[str]:

@@ -52,16 +52,38 @@ def test_load_prepares_from_manual_dir_then_only_reads(tmp_path, fake_fashion_mn
   assert _snapshot(data_dir) == before
 
 
-def test_not_prepared_and_offline_names_the_files_to_provide(tmp_path, monkeypatch):
+def test_a_failed_download_names_the_files_to_provide(tmp_path, monkeypatch):
   def offline(url, **kwargs):
     raise requests.exceptions.ConnectionError(f"offline (test): {url}")
 
-  monkeypatch.setattr(downloader, "_open_url", offline)  # no test reaches the network
+  monkeypatch.setattr(requests, "head", lambda url, **kwargs: None)  # the host answers...
+  monkeypatch.setattr(downloader, "_open_url", offline)  # ...the download fails: no test goes online
   data_dir, manual_dir = tmp_path / "data", tmp_path / "manual"
   manual_dir.mkdir()
   with pytest.raises(datasets.DatasetUnavailableError) as error:
     datasets.load("cifar10", str(data_dir), manual_dir=str(manual_dir))
   for text in (str(data_dir), str(manual_dir), "cifar-10-binary.tar.gz"):
+    assert text in str(error.value)
+  assert not data_dir.exists()
+
+
+def test_an_unreachable_host_fails_at_once_without_downloading(tmp_path, monkeypatch):
+  probes = []
+
+  def unreachable(url, **kwargs):
+    probes.append(url)
+    raise requests.exceptions.ConnectionError(f"offline (test): {url}")
+
+  def download(url, **kwargs):
+    raise AssertionError(f"a download was attempted: {url}")
+
+  monkeypatch.setattr(requests, "head", unreachable)
+  monkeypatch.setattr(downloader, "_open_url", download)
+  data_dir = tmp_path / "data"
+  with pytest.raises(datasets.DatasetUnavailableError) as error:
+    datasets.load("fashion_mnist", str(data_dir))
+  assert len(probes) == 1  # one request to the one host of the four files, no retries
+  for text in ("offline (test)", str(data_dir), "(none given)", "train-images-idx3-ubyte.gz"):
     assert text in str(error.value)
   assert not data_dir.exists()
 

@@ -286,12 +286,9 @@ def attention_maps(model, info, state: TrainState, images):
 
 def load_splits(config) -> tuple[datasets.Split, datasets.Split]:
   """The config's train split (its first `train_examples` when set) and test split."""
-  splits = datasets.load(config.dataset, config.data_dir, config.manual_dir)
-  train_split = splits["train"]
-  if config.train_examples:
-    train_split = datasets.Split(train_split.images[:config.train_examples],
-                                 train_split.labels[:config.train_examples])
-  return train_split, splits["test"]
+  splits = datasets.load(config.dataset, config.data_dir, config.manual_dir,
+                         train_examples=config.train_examples)
+  return splits["train"], splits["test"]
 
 
 def state_template(config, info: datasets.DatasetInfo):

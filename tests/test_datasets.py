@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 import requests
+import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import downloader
 
 from ltpa_jax import datasets
@@ -56,8 +57,8 @@ def test_a_failed_download_names_the_files_to_provide(tmp_path, monkeypatch):
   def offline(url, **kwargs):
     raise requests.exceptions.ConnectionError(f"offline (test): {url}")
 
-  monkeypatch.setattr(requests, "head", lambda url, **kwargs: None)  # the host answers...
-  monkeypatch.setattr(downloader, "_open_url", offline)  # ...the download fails: no test goes online
+  monkeypatch.setattr(requests, "head", lambda url, **kwargs: None)  # the host answers, but
+  monkeypatch.setattr(downloader, "_open_url", offline)  # the download fails; nothing goes online
   data_dir, manual_dir = tmp_path / "data", tmp_path / "manual"
   manual_dir.mkdir()
   with pytest.raises(datasets.DatasetUnavailableError) as error:
@@ -92,6 +93,32 @@ def test_not_prepared_with_prepare_off(tmp_path):
   with pytest.raises(datasets.DatasetUnavailableError, match="not prepared"):
     datasets.load("cifar10", str(tmp_path / "data"), prepare=False)
   assert not (tmp_path / "data").exists()
+
+
+def test_train_examples_reads_only_those_records_and_the_same_arrays(tmp_path, fake_fashion_mnist,
+                                                                     monkeypatch):
+  data_dir, _ = _prepared_fake(tmp_path, fake_fashion_mnist)
+  whole = datasets.load("fashion_mnist", data_dir)
+  read = []
+  source_class = type(tfds.data_source("fashion_mnist", data_dir=data_dir)["train"])
+  getitems = source_class.__getitems__
+
+  def spy(self, keys):
+    read.append((self.split, list(keys)))
+    return getitems(self, keys)
+
+  monkeypatch.setattr(source_class, "__getitems__", spy)
+  monkeypatch.setattr(datasets, "READ_BATCH", 4)
+  part = datasets.load("fashion_mnist", data_dir, train_examples=7)
+  assert read == [("train", [0, 1, 2, 3]), ("train", [4, 5, 6]),
+                  ("test", [0, 1, 2, 3]), ("test", [4, 5, 6, 7]), ("test", [8, 9])]
+  # The first 7, as train.load_splits sliced them from the whole split before.
+  np.testing.assert_array_equal(part["train"].images, whole["train"].images[:7])
+  np.testing.assert_array_equal(part["train"].labels, whole["train"].labels[:7])
+  np.testing.assert_array_equal(part["test"].images, whole["test"].images)
+  np.testing.assert_array_equal(part["test"].labels, whole["test"].labels)
+  more = datasets.load("fashion_mnist", data_dir, train_examples=1000)  # more than there are
+  np.testing.assert_array_equal(more["train"].images, whole["train"].images)
 
 
 def test_unexpected_image_shape_is_reported(tmp_path, fake_fashion_mnist, monkeypatch):

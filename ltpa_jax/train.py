@@ -337,7 +337,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   fresh_metrics = lambda: parallel.replicate(empty_metrics(TrainMetrics, state.params), mesh)
   logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
       state.params, include_stats=False))
-  report(f"{config.dataset}: {num_train} training images; model: "
+  report(f"{datasets.label(config.dataset, config.data_dir)}: {num_train} training images; model: "
          f"{parameter_overview.count_parameters(state.params):,} parameters.")
 
   probes = {"train": fixed_examples(train_split, config.attention_images),

@@ -121,6 +121,11 @@ def test_train_examples_reads_only_those_records_and_the_same_arrays(tmp_path, f
   np.testing.assert_array_equal(more["train"].images, whole["train"].images)
 
 
+def test_an_official_split_is_labelled_without_re_split(tmp_path, fake_fashion_mnist):
+  data_dir, _ = _prepared_fake(tmp_path, fake_fashion_mnist)
+  assert datasets.label("fashion_mnist", data_dir) == "Fashion-MNIST"
+
+
 def test_unexpected_image_shape_is_reported(tmp_path, fake_fashion_mnist, monkeypatch):
   data_dir, _ = _prepared_fake(tmp_path, fake_fashion_mnist)
   info = dataclasses.replace(datasets.DATASETS["fashion_mnist"], image_shape=(32, 32, 1))
@@ -151,6 +156,7 @@ def test_real_fashion_mnist(fashion_mnist_data_dir):
 
 def test_real_cifar100_resplit(cifar100_data_dir):
   data = datasets.load("cifar100", cifar100_data_dir, prepare=False)
+  assert datasets.label("cifar100", cifar100_data_dir) == "CIFAR-100 (re-split)"
   for split, n in (("train", 50_000), ("test", 10_000)):
     assert data[split].images.shape == (n, 32, 32, 3) and data[split].images.dtype == np.uint8
     assert data[split].labels.min() == 0 and data[split].labels.max() == 99

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import os
 import tarfile
 import urllib.parse
 
 from etils import epath
 import numpy as np
-from PIL import Image
 import requests
 import tensorflow_datasets as tfds
 from tensorflow_datasets.datasets.svhn_cropped import svhn_cropped_dataset_builder as svhn
 from tensorflow_datasets.image_classification import cifar
 from tensorflow_datasets.image_classification import mnist
+
+from ltpa_jax import png
 
 # TFDS reads a builder's checksums (`url_infos`) from `_checksums_path`, by default next to the
 # builder's code (a lookup that also needs the `importlib_resources` backport): point each builder
@@ -39,13 +39,6 @@ PROBE_TIMEOUT_S = 5
 
 class DatasetUnavailableError(RuntimeError):
   """A dataset is not prepared and its source files cannot be had, or it cannot be read."""
-
-
-def _png(image: np.ndarray) -> bytes:
-  """PNG bytes of a uint8 (H, W, C) image, encoded with PIL."""
-  buffer = io.BytesIO()
-  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="png")
-  return buffer.getvalue()
 
 
 def _tar_members(path, names) -> dict[str, bytes]:
@@ -93,7 +86,7 @@ class Cifar10(cifar.Cifar10, skip_registration=True):
     for index, row in enumerate(rows):
       record = {key: int(label) for key, label in zip(label_keys, row)}
       record["id"] = f"{split_prefix}{index:05d}"
-      record["image"] = _png(row[len(label_keys):].reshape(3, 32, 32).transpose(1, 2, 0))
+      record["image"] = png.encode(row[len(label_keys):].reshape(3, 32, 32).transpose(1, 2, 0))
       yield index, record
 
 
@@ -128,7 +121,7 @@ class FashionMNIST(mnist.FashionMNIST, skip_registration=True):
     if images.shape[1:] != (28, 28) or len(images) != len(labels):
       raise ValueError(f"{images_path} {images.shape} and {labels_path} {labels.shape} differ.")
     for index, (image, label) in enumerate(zip(images, labels)):
-      yield index, {"image": _png(image[..., None]), "label": int(label)}
+      yield index, {"image": png.encode(image[..., None]), "label": int(label)}
 
 
 class SvhnCropped(svhn.Builder, skip_registration=True):
@@ -157,8 +150,8 @@ class SvhnCropped(svhn.Builder, skip_registration=True):
       raise ValueError(f"{filepath}: labels outside 1..10.")
     for index, (image, label) in enumerate(zip(images, labels)):
       # Digit 0 is stored as label 10.
-      record = {"image": _png(image), "label": int(label) % 10, "id": f"{split_prefix}{index:06d}"}
-      yield index, record
+      yield index, {"image": png.encode(image), "label": int(label) % 10,
+                    "id": f"{split_prefix}{index:06d}"}
 
 
 BUILDERS = {b.name: b for b in (Cifar10, Cifar100, FashionMNIST, SvhnCropped)}

@@ -125,7 +125,7 @@ class FashionMNIST(mnist.FashionMNIST, skip_registration=True):
 
 
 class SvhnCropped(svhn.Builder, skip_registration=True):
-  """svhn_cropped from its three MATLAB files (needs scipy)."""
+  """svhn_cropped from its three MATLAB files (read with scipy)."""
 
   name = "svhn_cropped"
   URLS = {split: f"{svhn.URL}{split}_32x32.mat" for split in ("train", "test", "extra")}
@@ -137,10 +137,7 @@ class SvhnCropped(svhn.Builder, skip_registration=True):
     return {split: self._generate_examples(f"{split}_", path) for split, path in paths.items()}
 
   def _generate_examples(self, split_prefix, filepath):
-    try:
-      from scipy import io as scipy_io  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      raise ImportError("Preparing svhn_cropped needs scipy (pip install scipy).") from e
+    from scipy import io as scipy_io  # pylint: disable=g-import-not-at-top
     with epath.Path(filepath).open("rb") as f:
       data = scipy_io.loadmat(f)
     images, labels = np.moveaxis(data["X"], -1, 0), data["y"].reshape(-1)

@@ -30,7 +30,7 @@ pack() {
   "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .whl tensorflow-datasets==4.9.10 clu==0.0.12 \
-    ml-collections==1.1.0 array-record==0.8.6 tensorboardX==2.6.5 dm-tree==0.1.10 \
+    ml-collections==1.1.0 array-record==0.8.6 tensorboard==2.21.0 dm-tree==0.1.10 \
     immutabledict==4.3.1 simple-parsing==0.1.9 tensorflow-metadata==1.21.0 termcolor==3.3.0 \
     toml==0.10.2 docstring-parser==0.18.0 googleapis-common-protos==1.76.0
   "$PYTHON" -m pip wheel -q --no-deps -w .whl promise==2.3  # an sdist only: built here

@@ -50,23 +50,26 @@ def dataset_info(name: str) -> DatasetInfo:
   return DATASETS[name]
 
 
-def read_split(source) -> Split:
-  """Reads every record of a `tfds.data_source` split, in batches."""
+def read_split(source, count: int = 0) -> Split:
+  """Reads the first `count` records (0: every record) of a `tfds.data_source` split, in batches."""
+  stop = min(count, len(source)) if count else len(source)
   images, labels = [], []
-  for start in range(0, len(source), READ_BATCH):
-    records = source.__getitems__(list(range(start, min(start + READ_BATCH, len(source)))))
+  for start in range(0, stop, READ_BATCH):
+    records = source.__getitems__(list(range(start, min(start + READ_BATCH, stop))))
     images.append(np.stack([r["image"] for r in records]))
     labels.append(np.asarray([r["label"] for r in records], np.int32))
   return Split(np.concatenate(images), np.concatenate(labels))
 
 
 def load(
-    name: str, data_dir: str | None, manual_dir: str | None = None, prepare: bool = True
+    name: str, data_dir: str | None, manual_dir: str | None = None, prepare: bool = True,
+    train_examples: int = 0
 ) -> dict[str, Split]:
   """Returns the train and test splits of dataset `name` from TFDS `data_dir`.
 
   When `name` is not prepared there and `prepare` is set, prepares it first (TF-free, from the
-  source files in `manual_dir` or downloaded; see `tfds_builders.prepare`).
+  source files in `manual_dir` or downloaded; see `tfds_builders.prepare`). With
+  `train_examples`, only the first that many training records are read.
   """
   info = dataset_info(name)
   if not tfds_builders.builder_class(name)(data_dir=data_dir).is_prepared():
@@ -78,13 +81,15 @@ def load(
       )
     tfds_builders.prepare(name, data_dir, manual_dir)
   sources = tfds.data_source(name, data_dir=data_dir)
-  return {split: _checked(name, split, info, _read(name, sources[split])) for split in SPLITS}
+  counts = {"train": train_examples, "test": 0}
+  return {split: _checked(name, split, info, _read(name, sources[split], counts[split]))
+          for split in SPLITS}
 
 
-def _read(name: str, source) -> Split:
+def _read(name: str, source, count: int) -> Split:
   """`read_split`, naming the files and the fix when they cannot be read."""
   try:
-    return read_split(source)
+    return read_split(source, count)
   except (RuntimeError, OSError, ValueError) as e:
     files = ", ".join(str(f) for f in source.dataset_info.splits[source.split].filepaths)
     raise DatasetUnavailableError(

@@ -57,7 +57,8 @@ def main(argv):
     result = evaluate_checkpoint(config, _CHECKPOINT.value, _SCHEME.value)
   except torch_interop.StateDictMismatchError as e:
     sys.exit(f"{_CHECKPOINT.value}: {e}")
-  print(f"{_CHECKPOINT.value} on {config.dataset} test ({result['num_examples']} examples): "
+  label = datasets.label(config.dataset, config.data_dir)
+  print(f"{_CHECKPOINT.value} on {label} test ({result['num_examples']} examples): "
         f"top-1 error {result['top1_error']:.2f}%, top-5 error {result['top5_error']:.2f}%, "
         f"loss {result['loss']:.4f}")
 

@@ -1,19 +1,25 @@
 """Markdown table of runs' test errors, mean ± std over seeds per config, beside the reference.
 
-    python -m ltpa_jax.report runs/vgg19_seed0 runs/vgg19_seed1 runs/att_seed0 ...
+    python -m ltpa_jax.report runs/*
 
 Runs are grouped by dataset label and config, less the fields in NOT_CONFIG (a seed or a data
 location does not make another config). The std is the sample std (ddof=1) over the group's
-runs; a group of one run has none.
+runs; a group of one run has none. Reduced runs (a narrower model, fewer training examples or
+epochs than the reference recipe) get a table of their own. Unfinished runs and paths that are
+not runs are skipped, one line each on stderr; a run given twice counts once.
 """
 
 from __future__ import annotations
 
 import argparse
+import fractions
 import json
 import math
+import os
+import sys
 from typing import Any, Mapping, Sequence
 
+from ltpa_jax import default_config
 from ltpa_jax import results as results_lib
 from ltpa_jax import workdir as workdir_lib
 
@@ -21,6 +27,9 @@ NOT_CONFIG = ("seed", "data_dir", "manual_dir")
 # Config fields named in the model and recipe columns, not repeated among the differences.
 SHOWN = ("model.attention", "model.normalisation", "model.shared_u", "model.b2_convs",
          "weight_decay", "num_epochs")
+# Fields named in the reduced runs' `reduced` column.
+REDUCED = ("model.width_multiplier", "train_examples")
+FULL_EPOCHS = default_config.get_config().num_epochs  # the reference recipe's 100
 
 # PyTorch reference: CIFAR-100, official test split, 100 epochs; per run (top-1, top-5) error %,
 # top-5 None where unreported. Each run reported its best epoch on the test set.
@@ -78,28 +87,39 @@ def recipe(config: Mapping[str, Any]) -> str:
           f"{config['num_epochs']} epochs")
 
 
-def markdown(runs: Sequence[Mapping[str, Any]]) -> str:
-  """The runs' table, then the reference's."""
+def reduction(config: Mapping[str, Any]) -> str | None:
+  """How a run is smaller than the reference recipe, e.g. "width 1/16, 640 train examples,
+  2 epochs"; None for a full run."""
+  width = config["model"].get("width_multiplier", 1.0)
+  parts = [f"width {fractions.Fraction(width).limit_denominator(1024)}"] if width < 1 else []
+  if config.get("train_examples"):
+    parts.append(f"{config['train_examples']} train examples")
+  if config["num_epochs"] < FULL_EPOCHS:
+    parts.append(f"{config['num_epochs']} epochs")
+  return ", ".join(parts) or None
+
+
+def _table(runs: Sequence[Mapping[str, Any]], reduced: bool) -> list[str]:
+  """The rows of the runs' groups, under a header; a `reduced` column for reduced runs."""
   groups = group_runs(runs)
+  shown = SHOWN + REDUCED if reduced else SHOWN
   flat = [workdir_lib.flatten({k: v for k, v in g[0]["config"].items() if k not in NOT_CONFIG})
           for g in groups]
   differing = sorted(k for k in set().union(*flat)
-                     if k not in SHOWN and len({json.dumps(f.get(k)) for f in flat}) > 1)
+                     if k not in shown and len({json.dumps(f.get(k)) for f in flat}) > 1)
+  extra = ["reduced"] if reduced else []
   lines = [
-      "## Runs",
-      "",
-      "Test error %, mean ± sample std over seeds. `final`: last epoch. `best`: the epoch of "
-      "lowest test top-1 error, picked on the test set as the reference did (optimistic).",
-      "",
-      "| dataset | model | recipe | other settings | n | seeds | final top-1 | final top-5 "
-      "| best top-1 | best top-5 | images/s | device |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "| " + " | ".join(["dataset", *extra, "model", "recipe", "other settings", "n", "seeds",
+                         "final top-1", "final top-5", "best top-1", "best top-5", "images/s",
+                         "device"]) + " |",
+      "|---" * (12 + len(extra)) + "|",
   ]
   for group, config in zip(groups, flat):
     first = group[0]["config"]
     column = lambda part, key: format_mean_std([r[part][key] for r in group])
     lines.append("| " + " | ".join([
-        group[0]["dataset_label"], model_name(first), recipe(first),
+        group[0]["dataset_label"], *([reduction(first)] if reduced else []), model_name(first),
+        recipe(first),
         ", ".join(f"{k}={json.dumps(config.get(k))}" for k in differing) or "-",
         str(len(group)), ", ".join(str(r["seed"]) for r in group),
         column("final", "test_top1_error"), column("final", "test_top5_error"),
@@ -107,6 +127,31 @@ def markdown(runs: Sequence[Mapping[str, Any]]) -> str:
         f"{sum(r['images_per_second'] for r in group) / len(group):,.0f}",
         ", ".join(sorted({r["device_kind"] for r in group})),
     ]) + " |")
+  return lines
+
+
+def markdown(runs: Sequence[Mapping[str, Any]]) -> str:
+  """The runs' table, the reduced runs' table (if any), then the reference's."""
+  full = [r for r in runs if not reduction(r["config"])]
+  reduced = [r for r in runs if reduction(r["config"])]
+  lines = [
+      "## Runs",
+      "",
+      "Test error %, mean ± sample std over seeds. `final`: last epoch. `best`: the epoch of "
+      "lowest test top-1 error, picked on the test set as the reference did (optimistic).",
+      "",
+  ]
+  lines += _table(full, reduced=False) if full else ["No full runs."]
+  if reduced:
+    lines += [
+        "",
+        "## Reduced runs",
+        "",
+        f"Smoke-test sizes (a narrower model, fewer training examples, or under {FULL_EPOCHS} "
+        "epochs): not comparable with the reference, and never averaged with full runs.",
+        "",
+        *_table(reduced, reduced=True),
+    ]
   lines += [
       "",
       "## PyTorch reference",
@@ -127,14 +172,43 @@ def markdown(runs: Sequence[Mapping[str, Any]]) -> str:
   return "\n".join(lines)
 
 
+def collect(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
+  """The results of the finished runs among `paths` (workdirs or results.json files), each run
+  once, and one line per path skipped, saying why."""
+  runs, skipped, seen = [], [], {}
+  for path in paths:
+    if os.path.isdir(path):
+      results_path = os.path.join(path, results_lib.RESULTS_FILE)
+      if not os.path.exists(results_path):
+        why = ("unfinished (no results.json yet)"
+               if os.path.exists(os.path.join(path, workdir_lib.CONFIG_FILE))
+               else "not a run (no config.json)")
+        skipped.append(f"Skipped {path}: {why}.")
+        continue
+    elif path.endswith(".json") and os.path.isfile(path):
+      results_path = path
+    else:
+      why = "not a run (a file)" if os.path.exists(path) else "no such file or folder"
+      skipped.append(f"Skipped {path}: {why}.")
+      continue
+    key = os.path.realpath(results_path)
+    if key in seen:
+      skipped.append(f"Skipped {path}: the same run as {seen[key]}.")
+    else:
+      seen[key] = path
+      runs.append(results_lib.read(results_path))
+  return runs, skipped
+
+
 def main(argv: Sequence[str] | None = None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("run_dirs", nargs="+", help="run workdirs (or their results.json)")
   args = parser.parse_args(argv)
-  try:
-    runs = [results_lib.read(d) for d in args.run_dirs]
-  except FileNotFoundError as e:
-    parser.error(str(e))
+  runs, skipped = collect(args.run_dirs)
+  for line in skipped:
+    print(line, file=sys.stderr)
+  if not runs:
+    parser.error("None of the given paths holds a finished run (a workdir with results.json).")
   print(markdown(runs))
 
 

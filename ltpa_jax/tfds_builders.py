@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import os
 import tarfile
+import urllib.parse
 
 from etils import epath
 import numpy as np
-from PIL import Image
+import requests
 import tensorflow_datasets as tfds
 from tensorflow_datasets.datasets.svhn_cropped import svhn_cropped_dataset_builder as svhn
 from tensorflow_datasets.image_classification import cifar
 from tensorflow_datasets.image_classification import mnist
+
+from ltpa_jax import png
 
 # TFDS reads a builder's checksums (`url_infos`) from `_checksums_path`, by default next to the
 # builder's code (a lookup that also needs the `importlib_resources` backport): point each builder
@@ -30,15 +32,13 @@ from tensorflow_datasets.image_classification import mnist
 _TFDS = tfds.core.utils.tfds_path()
 
 
+# One request, without retries, to see whether a source host answers before downloading from it:
+# TFDS's downloader retries a failed connection 10 times with backoff (204 s offline).
+PROBE_TIMEOUT_S = 5
+
+
 class DatasetUnavailableError(RuntimeError):
   """A dataset is not prepared and its source files cannot be had, or it cannot be read."""
-
-
-def _png(image: np.ndarray) -> bytes:
-  """PNG bytes of a uint8 (H, W, C) image, encoded with PIL."""
-  buffer = io.BytesIO()
-  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="png")
-  return buffer.getvalue()
 
 
 def _tar_members(path, names) -> dict[str, bytes]:
@@ -86,7 +86,7 @@ class Cifar10(cifar.Cifar10, skip_registration=True):
     for index, row in enumerate(rows):
       record = {key: int(label) for key, label in zip(label_keys, row)}
       record["id"] = f"{split_prefix}{index:05d}"
-      record["image"] = _png(row[len(label_keys):].reshape(3, 32, 32).transpose(1, 2, 0))
+      record["image"] = png.encode(row[len(label_keys):].reshape(3, 32, 32).transpose(1, 2, 0))
       yield index, record
 
 
@@ -121,11 +121,11 @@ class FashionMNIST(mnist.FashionMNIST, skip_registration=True):
     if images.shape[1:] != (28, 28) or len(images) != len(labels):
       raise ValueError(f"{images_path} {images.shape} and {labels_path} {labels.shape} differ.")
     for index, (image, label) in enumerate(zip(images, labels)):
-      yield index, {"image": _png(image[..., None]), "label": int(label)}
+      yield index, {"image": png.encode(image[..., None]), "label": int(label)}
 
 
 class SvhnCropped(svhn.Builder, skip_registration=True):
-  """svhn_cropped from its three MATLAB files (needs scipy)."""
+  """svhn_cropped from its three MATLAB files (read with scipy)."""
 
   name = "svhn_cropped"
   URLS = {split: f"{svhn.URL}{split}_32x32.mat" for split in ("train", "test", "extra")}
@@ -137,10 +137,7 @@ class SvhnCropped(svhn.Builder, skip_registration=True):
     return {split: self._generate_examples(f"{split}_", path) for split, path in paths.items()}
 
   def _generate_examples(self, split_prefix, filepath):
-    try:
-      from scipy import io as scipy_io  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      raise ImportError("Preparing svhn_cropped needs scipy (pip install scipy).") from e
+    from scipy import io as scipy_io  # pylint: disable=g-import-not-at-top
     with epath.Path(filepath).open("rb") as f:
       data = scipy_io.loadmat(f)
     images, labels = np.moveaxis(data["X"], -1, 0), data["y"].reshape(-1)
@@ -150,8 +147,8 @@ class SvhnCropped(svhn.Builder, skip_registration=True):
       raise ValueError(f"{filepath}: labels outside 1..10.")
     for index, (image, label) in enumerate(zip(images, labels)):
       # Digit 0 is stored as label 10.
-      record = {"image": _png(image), "label": int(label) % 10, "id": f"{split_prefix}{index:06d}"}
-      yield index, record
+      yield index, {"image": png.encode(image), "label": int(label) % 10,
+                    "id": f"{split_prefix}{index:06d}"}
 
 
 BUILDERS = {b.name: b for b in (Cifar10, Cifar100, FashionMNIST, SvhnCropped)}
@@ -176,7 +173,8 @@ def prepare(
   """Prepares dataset `name` in TFDS `data_dir` as array_record files, without TensorFlow.
 
   Source files come from `manual_dir` when there, else are downloaded (unless `download` is
-  False); TFDS checks them against the registered checksums either way. No-op when prepared.
+  False; an unreachable source host fails at once); TFDS checks them against the registered
+  checksums either way. No-op when prepared.
   """
   builder = builder_class(name)(data_dir=data_dir)
   if builder.is_prepared():
@@ -185,6 +183,8 @@ def prepare(
   missing = [f for f in files if not (manual_dir and os.path.exists(os.path.join(manual_dir, f)))]
   if missing and not download:
     raise DatasetUnavailableError(_unavailable(name, data_dir, manual_dir, missing, files))
+  if missing and (error := _unreachable([files[f] for f in missing])):
+    raise DatasetUnavailableError(_unavailable(name, data_dir, manual_dir, missing, files, error))
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   dirs_before = _dirs(builder.data_dir_root)
   try:
@@ -198,6 +198,17 @@ def prepare(
         os.rmdir(path)
     message = _unavailable(name, data_dir, manual_dir, missing, files, e)
     raise DatasetUnavailableError(message) from e
+
+
+def _unreachable(urls) -> str | None:
+  """Why the hosts of `urls` cannot be downloaded from now (one HEAD request each, no retries),
+  or None when each answers (any HTTP status)."""
+  for url in {urllib.parse.urlsplit(u).netloc: u for u in urls}.values():
+    try:
+      requests.head(url, timeout=PROBE_TIMEOUT_S)
+    except requests.RequestException as e:
+      return f"{url} is unreachable: {e}"
+  return None
 
 
 def _dirs(root) -> set[str]:

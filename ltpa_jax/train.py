@@ -319,12 +319,9 @@ def attention_maps(model, info, state: TrainState, images):
 
 def load_splits(config) -> tuple[datasets.Split, datasets.Split]:
   """The config's train split (its first `train_examples` when set) and test split."""
-  splits = datasets.load(config.dataset, config.data_dir, config.manual_dir)
-  train_split = splits["train"]
-  if config.train_examples:
-    train_split = datasets.Split(train_split.images[:config.train_examples],
-                                 train_split.labels[:config.train_examples])
-  return train_split, splits["test"]
+  splits = datasets.load(config.dataset, config.data_dir, config.manual_dir,
+                         train_examples=config.train_examples)
+  return splits["train"], splits["test"]
 
 
 def state_template(config, info: datasets.DatasetInfo):
@@ -375,7 +372,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   fresh_metrics = lambda: parallel.replicate(empty_metrics(TrainMetrics, state.params), mesh)
   logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
       state.params, include_stats=False))
-  report(f"{config.dataset}: {num_train} training images; model: "
+  report(f"{datasets.label(config.dataset, config.data_dir)}: {num_train} training images; model: "
          f"{parameter_overview.count_parameters(state.params):,} parameters.")
 
   probes = {"train": fixed_examples(train_split, config.attention_images),

@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 import requests
+import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import downloader
 
 from ltpa_jax import datasets
@@ -52,11 +53,12 @@ def test_load_prepares_from_manual_dir_then_only_reads(tmp_path, fake_fashion_mn
   assert _snapshot(data_dir) == before
 
 
-def test_not_prepared_and_offline_names_the_files_to_provide(tmp_path, monkeypatch):
+def test_a_failed_download_names_the_files_to_provide(tmp_path, monkeypatch):
   def offline(url, **kwargs):
     raise requests.exceptions.ConnectionError(f"offline (test): {url}")
 
-  monkeypatch.setattr(downloader, "_open_url", offline)  # no test reaches the network
+  monkeypatch.setattr(requests, "head", lambda url, **kwargs: None)  # the host answers, but
+  monkeypatch.setattr(downloader, "_open_url", offline)  # the download fails; nothing goes online
   data_dir, manual_dir = tmp_path / "data", tmp_path / "manual"
   manual_dir.mkdir()
   with pytest.raises(datasets.DatasetUnavailableError) as error:
@@ -66,10 +68,62 @@ def test_not_prepared_and_offline_names_the_files_to_provide(tmp_path, monkeypat
   assert not data_dir.exists()
 
 
+def test_an_unreachable_host_fails_at_once_without_downloading(tmp_path, monkeypatch):
+  probes = []
+
+  def unreachable(url, **kwargs):
+    probes.append(url)
+    raise requests.exceptions.ConnectionError(f"offline (test): {url}")
+
+  def download(url, **kwargs):
+    raise AssertionError(f"a download was attempted: {url}")
+
+  monkeypatch.setattr(requests, "head", unreachable)
+  monkeypatch.setattr(downloader, "_open_url", download)
+  data_dir = tmp_path / "data"
+  with pytest.raises(datasets.DatasetUnavailableError) as error:
+    datasets.load("fashion_mnist", str(data_dir))
+  assert len(probes) == 1  # one request to the one host of the four files, no retries
+  for text in ("offline (test)", str(data_dir), "(none given)", "train-images-idx3-ubyte.gz"):
+    assert text in str(error.value)
+  assert not data_dir.exists()
+
+
 def test_not_prepared_with_prepare_off(tmp_path):
   with pytest.raises(datasets.DatasetUnavailableError, match="not prepared"):
     datasets.load("cifar10", str(tmp_path / "data"), prepare=False)
   assert not (tmp_path / "data").exists()
+
+
+def test_train_examples_reads_only_those_records_and_the_same_arrays(tmp_path, fake_fashion_mnist,
+                                                                     monkeypatch):
+  data_dir, _ = _prepared_fake(tmp_path, fake_fashion_mnist)
+  whole = datasets.load("fashion_mnist", data_dir)
+  read = []
+  source_class = type(tfds.data_source("fashion_mnist", data_dir=data_dir)["train"])
+  getitems = source_class.__getitems__
+
+  def spy(self, keys):
+    read.append((self.split, list(keys)))
+    return getitems(self, keys)
+
+  monkeypatch.setattr(source_class, "__getitems__", spy)
+  monkeypatch.setattr(datasets, "READ_BATCH", 4)
+  part = datasets.load("fashion_mnist", data_dir, train_examples=7)
+  assert read == [("train", [0, 1, 2, 3]), ("train", [4, 5, 6]),
+                  ("test", [0, 1, 2, 3]), ("test", [4, 5, 6, 7]), ("test", [8, 9])]
+  # The first 7, as train.load_splits sliced them from the whole split before.
+  np.testing.assert_array_equal(part["train"].images, whole["train"].images[:7])
+  np.testing.assert_array_equal(part["train"].labels, whole["train"].labels[:7])
+  np.testing.assert_array_equal(part["test"].images, whole["test"].images)
+  np.testing.assert_array_equal(part["test"].labels, whole["test"].labels)
+  more = datasets.load("fashion_mnist", data_dir, train_examples=1000)  # more than there are
+  np.testing.assert_array_equal(more["train"].images, whole["train"].images)
+
+
+def test_an_official_split_is_labelled_without_re_split(tmp_path, fake_fashion_mnist):
+  data_dir, _ = _prepared_fake(tmp_path, fake_fashion_mnist)
+  assert datasets.label("fashion_mnist", data_dir) == "Fashion-MNIST"
 
 
 def test_unexpected_image_shape_is_reported(tmp_path, fake_fashion_mnist, monkeypatch):
@@ -102,6 +156,7 @@ def test_real_fashion_mnist(fashion_mnist_data_dir):
 
 def test_real_cifar100_resplit(cifar100_data_dir):
   data = datasets.load("cifar100", cifar100_data_dir, prepare=False)
+  assert datasets.label("cifar100", cifar100_data_dir) == "CIFAR-100 (re-split)"
   for split, n in (("train", 50_000), ("test", 10_000)):
     assert data[split].images.shape == (n, 32, 32, 3) and data[split].images.dtype == np.uint8
     assert data[split].labels.min() == 0 and data[split].labels.max() == 99

@@ -1,11 +1,15 @@
 """The package stands alone: installed with `pip install .` into a fresh venv, every command runs
-from an empty folder outside the repository, and configs load by path."""
+from an empty folder outside the repository, configs load by path, and pyproject.toml declares
+every distribution the package imports."""
 
+import ast
 import importlib
+from importlib import metadata
 import importlib.util
 import json
 import os
 import pathlib
+import re
 import shutil
 import site
 import subprocess
@@ -103,3 +107,47 @@ def test_installed_package_runs_every_command_from_an_empty_folder(prepared_fake
   out, err = train.communicate(timeout=300)
   assert train.returncode == 0, out + err
   assert "final" in json.loads((workdir / "results.json").read_text())
+
+
+def _canonical(name: str) -> str:
+  return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirements() -> list[str]:
+  """pyproject.toml's requirements: the dependencies and every extra's."""
+  tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
+  project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+  return project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+  """{top-level module: the files importing it} of ltpa_jax's imports outside the standard
+  library, lazy ones included."""
+  imports = {}
+  for path in (REPO / "ltpa_jax").glob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Import):
+        modules = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom) and node.level == 0:
+        modules = [node.module]
+      else:
+        continue
+      for top in {m.split(".")[0] for m in modules} - {"ltpa_jax", *sys.stdlib_module_names}:
+        imports.setdefault(top, set()).add(path.name)
+  return imports
+
+
+def test_every_third_party_import_is_declared():
+  declared = {_canonical(re.match(r"[\w.-]+", r).group()) for r in _requirements()}
+  # A module not installed here is taken to be named like its distribution (torch, scipy).
+  distributions = metadata.packages_distributions()
+  undeclared = {module: sorted(files) for module, files in _third_party_imports().items()
+                if not {_canonical(d) for d in distributions.get(module, [module])} & declared}
+  assert not undeclared, f"Declare their distributions in pyproject.toml: {undeclared}"
+
+
+def test_the_torch_extra_is_the_version_ci_and_the_readme_install():
+  (extra,) = [r for r in _requirements() if _canonical(r).startswith("torch>=")]
+  for name in (".ci/run", "README.md"):
+    pins = set(re.findall(r"torch==([\d.]+)", (REPO / name).read_text()))
+    assert pins == {extra.split(">=")[1]}, (name, pins, extra)

@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from configs import default
 from ltpa_jax import report
 from ltpa_jax import results
@@ -67,3 +69,50 @@ def test_settings_that_differ_are_named(tmp_path):
   results.write(str(config_b), made)
   table = report.markdown([results.read(d) for d in dirs + [str(config_b)]])
   assert "| batch_size=64 |" in table and "| batch_size=128 |" in table
+
+
+def test_unfinished_runs_and_non_runs_are_skipped_and_a_run_counts_once(tmp_path, capsys):
+  finished = _run_dir(tmp_path, "a", 0, (25.0, 7.0), (24.0, 6.5))
+  unfinished = tmp_path / "b"
+  unfinished.mkdir()
+  (unfinished / "config.json").write_text("{}")
+  (tmp_path / "plots").mkdir()
+  (tmp_path / "notes.txt").write_text("")
+  report.main([finished, str(unfinished), str(tmp_path / "plots"), str(tmp_path / "notes.txt"),
+               finished + "/", str(tmp_path / "a" / "results.json")])
+  out, err = capsys.readouterr()
+  assert err.splitlines() == [
+      f"Skipped {unfinished}: unfinished (no results.json yet).",
+      f"Skipped {tmp_path / 'plots'}: not a run (no config.json).",
+      f"Skipped {tmp_path / 'notes.txt'}: not a run (a file).",
+      f"Skipped {finished}/: the same run as {finished}.",
+      f"Skipped {tmp_path / 'a' / 'results.json'}: the same run as {finished}.",
+  ]
+  (row,) = [line for line in out.splitlines() if line.startswith("| CIFAR-100 (re-split) |")]
+  assert "| 1 | 0 | 25.00 | 7.00 |" in row
+
+
+def test_no_finished_run_is_an_error(tmp_path, capsys):
+  with pytest.raises(SystemExit):
+    report.main([str(tmp_path)])
+  assert "None of the given paths holds a finished run" in capsys.readouterr().err
+
+
+def test_reduced_runs_get_their_own_table(tmp_path):
+  full = _run_dir(tmp_path, "full", 0, (25.0, 7.0), (24.0, 6.5))
+  made = results.read(full)
+  made["config"]["model"]["width_multiplier"] = 1 / 16
+  made["config"]["train_examples"] = 640
+  made["config"]["num_epochs"] = 2
+  results.write(str(tmp_path / "tiny"), made)
+  made["config"]["model"]["width_multiplier"] = 1.0
+  made["config"]["train_examples"] = 0
+  results.write(str(tmp_path / "short"), made)
+  table = report.markdown([results.read(full), results.read(str(tmp_path / "tiny")),
+                           results.read(str(tmp_path / "short"))])
+  runs, reduced = table.split("## Reduced runs")[0], table.split("## Reduced runs")[1]
+  assert runs.count("| CIFAR-100 (re-split) |") == 1 and "100 epochs | - | 1 | 0 |" in runs
+  reduced = reduced.split("## PyTorch reference")[0]
+  assert "| CIFAR-100 (re-split) | width 1/16, 640 train examples, 2 epochs |" in reduced
+  assert "| CIFAR-100 (re-split) | 2 epochs |" in reduced
+  assert "model.width_multiplier=" not in table and "train_examples=" not in table

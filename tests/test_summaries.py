@@ -1,16 +1,18 @@
 """summaries.SummaryWriter: event files read back with TensorBoard's reader (no TensorFlow)."""
 
 import io
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from ltpa_jax import summaries
 
-event_accumulator = pytest.importorskip(
-    "tensorboard.backend.event_processing.event_accumulator",
-    reason="tensorboard (the test extra) reads the event files back")
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def read_events(logdir):
@@ -73,3 +75,14 @@ def test_a_resumed_writer_purges_the_interrupted_steps(tmp_path):
     writer.write_scalars(4, {"loss": 40})
   assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2  # even within one second
   assert read_events(tmp_path)["scalars"]["loss"] == [(1, 1), (2, 2), (3, 30), (4, 40)]
+
+
+def test_writing_summaries_imports_neither_torch_nor_tensorflow(tmp_path):
+  """Not even where they are installed (torch is, with the torch extra): a training process
+  holds neither."""
+  code = ("import sys; import numpy as np; from ltpa_jax import summaries, train; "
+          f"w = summaries.SummaryWriter({str(tmp_path)!r}); w.write_scalars(1, {{'a': 1.0}}); "
+          "w.write_images(1, {'b': np.zeros((2, 4, 4, 3), np.uint8)}); w.write_text('c', 'd'); "
+          "w.close(); loaded = {m.split('.')[0] for m in sys.modules} & {'torch', 'tensorflow'}; "
+          "assert not loaded, loaded")
+  subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

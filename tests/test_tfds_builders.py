@@ -167,7 +167,8 @@ def test_failed_download_names_the_files(tmp_path, manual_dir, monkeypatch):
   def offline(url, **kwargs):
     raise requests.exceptions.ConnectionError(f"offline (test): {url}")
 
-  monkeypatch.setattr(downloader, "_open_url", offline)
+  monkeypatch.setattr(requests, "head", lambda url, **kwargs: None)  # the host answers, but
+  monkeypatch.setattr(downloader, "_open_url", offline)  # the download fails; nothing goes online
   data_dir = tmp_path / "data"
   with pytest.raises(tfds_builders.DatasetUnavailableError) as error:
     tfds_builders.prepare("cifar10", str(data_dir), manual_dir=str(manual_dir))

@@ -150,7 +150,7 @@ def cifar100_learning_config(data_dir: str, seed: int = 0):
   return config
 
 
-def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path):
+def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path, capsys):
   """300 steps of batch 64 at lr 0.1 (xavier init) on real CIFAR-100 (re-split), evaluated on all
   10,000 test images.
 
@@ -163,5 +163,6 @@ def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path):
   """
   run = train.train_and_evaluate(cifar100_learning_config(cifar100_data_dir), str(tmp_path))
   assert run["dataset_label"] == "CIFAR-100 (re-split)"
+  assert "CIFAR-100 (re-split): 19200 training images; " in capsys.readouterr().out
   assert run["final"]["test_top1_error"] < 97.8
   assert run["final"]["test_top5_error"] < 90.0

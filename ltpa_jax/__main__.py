@@ -44,8 +44,8 @@ def main(argv):
   elif any(f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)):
     raise app.UsageError("--coordinator_address, --num_processes and --process_id need "
                          "--distributed.")
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                           resume_command=shlex.join(["python", "-m", "ltpa_jax", *sys.argv[1:]]))
+  resume = shlex.join([sys.executable, "-m", "ltpa_jax", *sys.argv[1:]])
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, resume_command=resume)
 
 
 if __name__ == "__main__":

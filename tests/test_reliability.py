@@ -117,7 +117,7 @@ def test_ctrl_c_saves_prints_a_resume_command_that_ends_like_an_uninterrupted_ru
   assert code == 0, output
   assert "SIGINT: saving a checkpoint after the current call, then exiting; Ctrl-C again" in output
   saved = re.search(r"SIGINT: saved step (\d+) \((within|end of) epoch (\d)\) to .*To resume, run "
-                    r"the same command: (python -m ltpa_jax .*)\n", output)
+                    r"the same command: (\S+ -m ltpa_jax .*)\n", output)
   assert saved, output
   step = int(saved.group(1))
   epoch, done = divmod(step, 4)  # 4 steps a pass (8, 8, 8 and 6 images); typically 0 < step < 4
@@ -146,8 +146,8 @@ def test_sigterm_saves_at_a_step_boundary_exits_zero_and_resumes_exactly(
                            "--config.steps_per_call=2", float64=True)
   assert code == 0, output
   assert "batches [(2, 8), (1, 8), (1, 6)]" in output, output
-  assert "SIGTERM: saved step" in output and "To resume, run the same command: python -m " \
-      "ltpa_jax --config configs/tiny.py" in output, output
+  assert "SIGTERM: saved step" in output and "To resume, run the same command: " \
+      f"{sys.executable} -m ltpa_jax --config configs/tiny.py" in output, output
   with checkpoints.CheckpointManager(str(workdir)) as ckpt:
     assert ckpt.latest_epoch() < 16
   output = finish(workdir, prepared_fake_data, float64=True)

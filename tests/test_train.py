@@ -166,3 +166,15 @@ def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path, capsys)
   assert "CIFAR-100 (re-split): 19200 training images; " in capsys.readouterr().out
   assert run["final"]["test_top1_error"] < 97.8
   assert run["final"]["test_top5_error"] < 90.0
+
+
+def test_epoch_progress_reports_the_epoch_share_and_the_rate_of_this_process(capsys, monkeypatch):
+  """A resumed epoch: 40 of 100 images were done before; this process has trained 20 in 10 s."""
+  clock = iter([0.0, 10.0, 10.0, 11.0])
+  monkeypatch.setattr(train.time, "perf_counter", lambda: next(clock))
+  progress = train.EpochProgress("epoch 2/5", 100, every=5.0)
+  progress.update(40, 20)  # at 10 s: a line
+  progress.update(40, 22)  # at 10 s: none, 5 s have not passed
+  progress.update(40, 60)  # at 11 s, the epoch is done: none, the epoch line follows
+  assert capsys.readouterr().out == (
+      "  epoch 2/5: 60/100 images (60%), 2 images/s, epoch eta 20s\n")

@@ -16,10 +16,12 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from ltpa_jax import errors
+
 SUBDIR = "checkpoints"
 
 
-class CheckpointRestoreError(RuntimeError):
+class CheckpointRestoreError(errors.UserError, RuntimeError):
   """A checkpoint exists but cannot be restored (damaged, or another state structure)."""
 
 

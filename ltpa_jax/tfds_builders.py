@@ -24,13 +24,15 @@ from tensorflow_datasets.datasets.svhn_cropped import svhn_cropped_dataset_build
 from tensorflow_datasets.image_classification import cifar
 from tensorflow_datasets.image_classification import mnist
 
+from ltpa_jax import errors
+
 # TFDS reads a builder's checksums (`url_infos`) from `_checksums_path`, by default next to the
 # builder's code (a lookup that also needs the `importlib_resources` backport): point each builder
 # at the file its stock builder uses.
 _TFDS = tfds.core.utils.tfds_path()
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(errors.UserError, RuntimeError):
   """A dataset is not prepared and its source files cannot be had, or it cannot be read."""
 
 

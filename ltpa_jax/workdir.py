@@ -7,10 +7,12 @@ import os
 import tempfile
 from typing import Any, Mapping
 
+from ltpa_jax import errors
+
 CONFIG_FILE = "config.json"
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(errors.UserError, ValueError):
   """The workdir belongs to a run of another config (or to something else)."""
 
 

@@ -350,9 +350,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   steps_per_epoch = steps_per_pass * config.passes_per_epoch
   sigterm = sigterm_flag()
   stopping = lambda: parallel.any_process(sigterm.is_set())
-  with checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints) as ckpt:
+  with checkpoints.CheckpointManager(workdir, config.keep_checkpoints, steps_per_epoch) as ckpt:
     history, epoch_metrics = [], fresh_metrics()
-    if ckpt.latest_epoch() is not None:  # checkpoints are numbered by SGD step
+    if ckpt.latest_step() is not None:
       saved, _, step = ckpt.restore(None, {"state": state, "epoch_metrics": epoch_metrics},
                                     train_rng)
       state, epoch_metrics = saved["state"], saved["epoch_metrics"]

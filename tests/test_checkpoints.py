@@ -39,7 +39,7 @@ def _assert_bit_exact(a, b):
     assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 
-def _damage(checkpoint_dir):
+def damage(checkpoint_dir):
   """Truncates every data file of a complete checkpoint."""
   files = [p for p in pathlib.Path(checkpoint_dir).rglob("*")
            if p.is_file() and p.parent.name == "d"]
@@ -91,7 +91,7 @@ def test_a_save_cut_short_is_ignored_and_cleaned_up(tmp_path):
   directory = tmp_path / "checkpoints"
   partial = directory / "2.orbax-checkpoint-tmp-1700000000000000"
   shutil.copytree(directory / "1", partial)
-  _damage(partial)
+  damage(partial)
   with checkpoints.CheckpointManager(str(tmp_path)) as manager:
     assert manager.latest_step() == 1
     restored, _, step = manager.restore(None, _state(2), rng)
@@ -105,7 +105,7 @@ def test_a_damaged_latest_checkpoint_raises_naming_the_fix(tmp_path):
   with checkpoints.CheckpointManager(str(tmp_path)) as manager:
     for step, state in zip((4, 8), states):
       manager.save(step, state, rng)
-  _damage(tmp_path / "checkpoints" / "8")
+  damage(tmp_path / "checkpoints" / "8")
   with checkpoints.CheckpointManager(str(tmp_path), steps_per_epoch=4) as manager:
     folder = re.escape(f"{manager.directory}/8")
     with pytest.raises(checkpoints.CheckpointRestoreError,

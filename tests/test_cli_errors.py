@@ -61,28 +61,31 @@ def snapshot(root):
           for p in sorted(root.rglob("*"))}
 
 
-CASES = {  # mistake: (command, the message's text, a regex)
-    "config file": (lambda run, data: ("ltpa_jax", "--config", "configs/vgg91.py",
-                                        f"--workdir={run}"),
-                    r"--config=configs/vgg91.py: no such file .* Give a config file, e\.g\. "
-                    r"configs/vgg19_att\.py, or a run's config\.json\."),
-    "field": (lambda run, data: train_command(run, data, "--config.learning_rat=0.1"),
-              r"unknown config field 'learning_rat'\. Did you mean \"learning_rate\""),
-    "value": (lambda run, data: train_command(run, data, "--config.model.normalisation=foo"),
-              r"config\.model\.normalisation: got 'foo'; allowed: 'softmax', 'sigmoid'"),
-    "data folder": (lambda run, data: train_command(run, data, f"--config.data_dir={data}s"),
-                    r"data_dir \S+s does not exist .* Set config\.data_dir to the folder that "
-                    r"holds the prepared datasets"),
-    "checkpoint": (lambda run, data: train_command(run, data),
-                   r"Cannot restore the checkpoint of step 8 \(end of epoch 2\) from "
-                   r"(\S+)/checkpoints/8: .* delete \1/checkpoints/8 to resume from step 4 "
-                   r"\(end of epoch 1\)"),
-    "not an image file": (lambda run, data: ("ltpa_jax.visualize", f"--workdir={run}",
-                                             "--out=attention.txt"),
-                          r"attention\.txt is not an image file name: end it in \.png"),
-    "run without attention": (lambda run, data: ("ltpa_jax.visualize", f"--workdir={run}",
-                                                 "--out=attention.png"),
-                              r"The run in \S+ has no attention .* configs/vgg19_att\.py"),
+CASES = {  # mistake: (its command, from the workdir and the data_dir; a regex of its message)
+    "config file": (
+        lambda w, d: ("ltpa_jax", "--config", "configs/vgg91.py", f"--workdir={w}"),
+        r"--config=configs/vgg91.py: no such file .* Give a config file, e\.g\. "
+        r"configs/vgg19_att\.py, or a run's config\.json\."),
+    "field": (
+        lambda w, d: train_command(w, d, "--config.learning_rat=0.1"),
+        r"unknown config field 'learning_rat'\. Did you mean \"learning_rate\""),
+    "value": (
+        lambda w, d: train_command(w, d, "--config.model.normalisation=foo"),
+        r"config\.model\.normalisation: got 'foo'; allowed: 'softmax', 'sigmoid'"),
+    "data folder": (
+        lambda w, d: train_command(w, d, f"--config.data_dir={d}s"),
+        r"data_dir \S+s does not exist .* Set config\.data_dir to the folder that holds the "
+        r"prepared datasets"),
+    "checkpoint": (
+        lambda w, d: train_command(w, d),
+        r"Cannot restore the checkpoint of step 8 \(end of epoch 2\) from (\S+)/checkpoints/8: "
+        r".* delete \1/checkpoints/8 to resume from step 4 \(end of epoch 1\)"),
+    "not an image file": (
+        lambda w, d: ("ltpa_jax.visualize", f"--workdir={w}", "--out=attention.txt"),
+        r"attention\.txt is not an image file name: end it in \.png"),
+    "run without attention": (
+        lambda w, d: ("ltpa_jax.visualize", f"--workdir={w}", "--out=attention.png"),
+        r"The run in \S+ has no attention .* configs/vgg19_att\.py"),
 }
 
 

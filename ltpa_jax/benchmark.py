@@ -25,8 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ml_collections import config_flags
 
+from ltpa_jax import cli
 from ltpa_jax import config_validation
 from ltpa_jax import datasets
 from ltpa_jax import input_pipeline
@@ -191,8 +191,7 @@ def main(argv):
 
 if __name__ == "__main__":  # flags defined here only: importing this module defines none
   FLAGS = flags.FLAGS
-  config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
-                                  lock_config=True)
+  cli.define_config_flag()
   flags.DEFINE_integer("steps", None, "SGD steps per compiled call (default: the config's "
                        "steps_per_call, or 100 when it is 0). Use 1 on CPU.")
   flags.DEFINE_integer("repeats", 10, "Timed calls (training and evaluation).")
@@ -200,4 +199,4 @@ if __name__ == "__main__":  # flags defined here only: importing this module def
   flags.DEFINE_string("out", None, "Also write the results to this JSON file (never "
                       "overwritten).")
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

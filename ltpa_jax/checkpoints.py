@@ -1,25 +1,28 @@
-"""Orbax checkpoints of a run's whole training state, one per epoch, for an exact resume.
+"""Orbax checkpoints of a run's whole training state, numbered by SGD step, for an exact resume.
 
-A checkpoint is `workdir/checkpoints/<epoch>/` holding the TrainState (step, params,
+A checkpoint is `workdir/checkpoints/<step>/` holding the TrainState (step, params,
 batch_stats, opt_state) and the run's PRNG key (its raw key data). Orbax writes a checkpoint
 into a temporary folder and renames it when complete, so a save cut short (crash, preemption)
-leaves no checkpoint: `latest_epoch()` ignores it, the next manager deletes it and the run
-resumes from the previous epoch. A complete checkpoint whose files were damaged afterwards is
-not skipped: restoring it raises CheckpointRestoreError, which names the folder to delete to
-resume from the previous epoch; nothing restarts silently.
+leaves no checkpoint: `latest_step()` ignores it, the next manager deletes it and the run
+resumes from the previous checkpoint. A complete checkpoint whose files were damaged afterwards
+is not skipped: restoring it raises CheckpointRestoreError, which names the folder to delete to
+resume from the previous checkpoint; nothing restarts silently.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 import orbax.checkpoint as ocp
 
+from ltpa_jax import errors
+
 SUBDIR = "checkpoints"
 
 
-class CheckpointRestoreError(RuntimeError):
+class CheckpointRestoreError(errors.UserError, RuntimeError):
   """A checkpoint exists but cannot be restored (damaged, or another state structure)."""
 
 
@@ -28,55 +31,66 @@ class CheckpointManager:
 
   Saves are asynchronous: `save` returns once the arrays are copied to the host (the state may
   then be donated) and writes in the background. Call `close()` (or use `with`) before exiting.
+  With `steps_per_epoch`, messages name a step's epoch too.
   """
 
-  def __init__(self, workdir: str, keep: int = 3):
+  def __init__(self, workdir: str, keep: int = 3, steps_per_epoch: int | None = None):
     self.directory = os.path.join(os.path.abspath(workdir), SUBDIR)
+    self._steps_per_epoch = steps_per_epoch
     self._manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, cleanup_tmp_directories=True))
 
-  def save(self, epoch: int, state, rng: jax.Array):
-    """Saves `state` and the typed PRNG key `rng` as the checkpoint of `epoch`."""
-    self._manager.save(epoch, args=ocp.args.StandardSave(_tree(state, rng)))
+  def save(self, step: int, state, rng: jax.Array):
+    """Saves `state` and the typed PRNG key `rng` as the checkpoint of SGD step `step`."""
+    self._manager.save(step, args=ocp.args.StandardSave(_tree(state, rng)))
 
-  def epochs(self) -> list[int]:
-    """The epochs with a complete checkpoint, in increasing order (after the saves in flight)."""
+  def steps(self) -> list[int]:
+    """The steps with a complete checkpoint, in increasing order (after the saves in flight)."""
     self.wait()
     return sorted(self._manager.all_steps())
 
-  def latest_epoch(self) -> int | None:
-    """The last epoch with a complete checkpoint, or None."""
-    epochs = self.epochs()
-    return epochs[-1] if epochs else None
+  def latest_step(self) -> int | None:
+    """The last step with a complete checkpoint, or None."""
+    steps = self.steps()
+    return steps[-1] if steps else None
 
-  def restore(self, epoch: int | None, target_state, rng_like: jax.Array):
-    """Restores the checkpoint of `epoch` (None: the latest) into the structure, dtypes and
+  def restore(self, step: int | None, target_state, rng_like: jax.Array):
+    """Restores the checkpoint of `step` (None: the latest) into the structure, dtypes and
     shardings of `target_state` and the key implementation of `rng_like`.
 
-    Returns (state, rng, epoch).
+    Returns (state, rng, step).
     """
-    epochs = self.epochs()
-    if epoch is None and not epochs:
+    steps = self.steps()
+    if step is None and not steps:
       raise FileNotFoundError(f"No checkpoint in {self.directory}.")
-    epoch = epochs[-1] if epoch is None else epoch
-    if epoch not in epochs:
-      raise FileNotFoundError(f"No checkpoint of epoch {epoch} in {self.directory}; there are "
-                              f"epochs {epochs}.")
+    step = steps[-1] if step is None else step
+    if step not in steps:
+      raise FileNotFoundError(f"No checkpoint of step {step} in {self.directory}; there are "
+                              f"steps {steps}.")
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
         _tree(target_state, rng_like))
+    _drop_closed_loop_reports()
     try:
-      restored = self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+      restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # orbax and tensorstore raise bare Exceptions
-      previous = [earlier for earlier in epochs if earlier < epoch]
-      fix = (f"delete {self.directory}/{epoch} to resume from epoch {previous[-1]}" if previous
+      folder = os.path.join(self.directory, str(step))
+      previous = [earlier for earlier in steps if earlier < step]
+      fix = (f"delete {folder} to resume from {self.describe(previous[-1])}" if previous
              else f"delete {self.directory} to start the run again")
       raise CheckpointRestoreError(
-          f"Cannot restore the checkpoint of epoch {epoch} from {self.directory}/{epoch}: "
-          f"{_reason(e)} If its files are damaged, {fix}; if the model or optimiser changed, "
-          "resume with the run's own config.") from e
+          f"Cannot restore the checkpoint of {self.describe(step)} from {folder}: {_reason(e)}. "
+          f"If its files are damaged, {fix}; if the model or optimiser changed, resume with the "
+          "run's own config.") from e
     rng = jax.random.wrap_key_data(restored["rng"], impl=jax.random.key_impl(rng_like))
-    return restored["state"], rng, epoch
+    return restored["state"], rng, step
+
+  def describe(self, step: int) -> str:
+    """"step 32 (end of epoch 2)", "step 35 (in epoch 3)", or "step 32" without steps_per_epoch."""
+    if not self._steps_per_epoch:
+      return f"step {step}"
+    epoch, rest = divmod(step, self._steps_per_epoch)
+    return f"step {step} ({f'in epoch {epoch + 1}' if rest else f'end of epoch {epoch}'})"
 
   def wait(self):
     """Blocks until the saves in flight are written."""
@@ -93,9 +107,33 @@ class CheckpointManager:
     self.close()
 
 
+def _drop_closed_loop_reports():
+  """Silences the reads a failed restore leaves behind (installed before a restore: they come
+  right after its failure).
+
+  Orbax reads the arrays concurrently in an event loop that it closes at the first failure; each
+  TensorStore read still in flight then fails to call back into the closed loop, and reports
+  "RuntimeError: Event loop is closed" with a traceback through sys.unraisablehook, from
+  TensorStore's threads, after the restore has raised. This hook drops those reports (and passes
+  on any other).
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop_reports", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.drops_closed_loop_reports = True
+  sys.unraisablehook = hook
+
+
 def _reason(error: Exception, limit: int = 600) -> str:
   """The gist of an orbax error: one line, without TensorStore's spec dump."""
-  message = " ".join(str(error).split("See full TensorStore details")[0].split())
+  message = str(error).split("See full TensorStore details")[0].split(" [tensorstore_spec=")[0]
+  message = " ".join(message.split()).rstrip(".")
   return message if len(message) <= limit else message[:limit] + " ..."
 
 

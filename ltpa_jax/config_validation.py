@@ -18,6 +18,7 @@ import jax
 import ml_collections
 
 from ltpa_jax import datasets
+from ltpa_jax import errors
 from ltpa_jax import default_config
 
 # Allowed values by field; for a sequence field, a non-empty subset without duplicates.
@@ -79,7 +80,7 @@ ONLY_WITH = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError, ValueError):
   """A config with problems; `problems` holds one message per problem."""
 
   def __init__(self, problems: list[str]):

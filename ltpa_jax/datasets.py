@@ -68,10 +68,18 @@ def load(
   """Returns the train and test splits of dataset `name` from TFDS `data_dir`.
 
   When `name` is not prepared there and `prepare` is set, prepares it first (TF-free, from the
-  source files in `manual_dir` or downloaded; see `tfds_builders.prepare`). With
-  `train_examples`, only the first that many training records are read.
+  source files in `manual_dir` or downloaded; see `tfds_builders.prepare`); but a `data_dir`
+  that does not exist is refused unless `manual_dir` is given: a download into it is more likely
+  a mistyped path than a wish. With `train_examples`, only the first that many training records
+  are read.
   """
   info = dataset_info(name)
+  if prepare and data_dir and not os.path.isdir(data_dir) and not manual_dir:  # a typo?
+    raise DatasetUnavailableError(
+        f"data_dir {data_dir} does not exist (in {os.getcwd()}). Set config.data_dir to the "
+        f"folder that holds the prepared datasets, or create it to have {name!r} downloaded and "
+        "prepared there (or set config.manual_dir to the folder of its official files)."
+    )
   if not tfds_builders.builder_class(name)(data_dir=data_dir).is_prepared():
     if not prepare:
       files = ", ".join(tfds_builders.source_files(name))

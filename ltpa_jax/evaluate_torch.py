@@ -10,22 +10,21 @@ unused `projector` and u's are ignored, with a printed note.
 """
 
 import functools
-import sys
 
 from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 
+from ltpa_jax import cli
+from ltpa_jax import config_validation
 from ltpa_jax import datasets
 from ltpa_jax import models
 from ltpa_jax import torch_interop
 from ltpa_jax import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
-                                          lock_config=True)
+_CONFIG = cli.define_config_flag()
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "PyTorch checkpoint (.pth).")
 _SCHEME = flags.DEFINE_enum("scheme", None, torch_interop.SCHEMES,
                             "Naming scheme of the checkpoint; detected when not given.")
@@ -35,6 +34,7 @@ flags.mark_flags_as_required(["config", "checkpoint"])
 def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint: str,
                         scheme: str | None = None) -> dict[str, float]:
   """Loss and top-1/top-5 error (%) of the checkpoint on `config.dataset`'s test split."""
+  config_validation.validate(config)
   info = datasets.dataset_info(config.dataset)
   model = models.create_model(config.model, info.num_classes)
   variables = torch_interop.from_torch(torch_interop.load_pth(checkpoint), model,
@@ -53,10 +53,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
-  try:
-    result = evaluate_checkpoint(config, _CHECKPOINT.value, _SCHEME.value)
-  except torch_interop.StateDictMismatchError as e:
-    sys.exit(f"{_CHECKPOINT.value}: {e}")
+  result = evaluate_checkpoint(config, _CHECKPOINT.value, _SCHEME.value)
   label = datasets.label(config.dataset, config.data_dir)
   print(f"{_CHECKPOINT.value} on {label} test ({result['num_examples']} examples): "
         f"top-1 error {result['top1_error']:.2f}%, top-5 error {result['top5_error']:.2f}%, "
@@ -64,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,6 +5,7 @@ Figures are built with `matplotlib.figure.Figure`, never pyplot: no global state
 
 from __future__ import annotations
 
+import os
 from typing import Mapping, Sequence
 
 import matplotlib
@@ -13,8 +14,18 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 
+from ltpa_jax import errors
+
 HEAT_WEIGHT = 0.4  # overlay = 0.6 * image + 0.4 * heatmap, as the reference's visualisation
 COLORMAP = "jet"
+
+
+def check_image_path(path: str):
+  """Raises UserError unless `path` ends in an image format matplotlib writes (.png, .pdf, ...)."""
+  formats = Figure().canvas.get_supported_filetypes()
+  if os.path.splitext(path)[1].lstrip(".").lower() not in formats:
+    raise errors.UserError(f"{path} is not an image file name: end it in .png (or .jpg, .pdf, "
+                           ".svg: any format matplotlib writes).")
 
 
 def attention_overlays(images, maps: Mapping[str, object], scale: int = 1) -> np.ndarray:

@@ -17,14 +17,14 @@ from typing import Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ml_collections import config_flags
 
+from ltpa_jax import cli
 from ltpa_jax import config_validation
 from ltpa_jax import datasets
+from ltpa_jax import errors
 from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import results
@@ -95,7 +95,8 @@ def _compute(stacked_metrics):
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
   seeds = [int(s) for s in seeds]
   if not seeds or len(set(seeds)) < len(seeds) or min(seeds) < 0:
-    raise ValueError(f"seeds must be distinct non-negative ints, at least one; got {seeds}")
+    raise errors.UserError(f"seeds must be distinct non-negative ints, at least one; got "
+                           f"{seeds}")
   return seeds
 
 
@@ -137,8 +138,8 @@ def train_replicas(config, seeds: Sequence[int], workdir: str):
                                 train.resolved_steps_per_call(config))
   compiled = compile_train_steps(model, tx, info, states, train_data, train_rngs, shapes)
   eval_fn = compile_evaluate(model, info, config.eval_batch_size, states, test_data)
-  logging.info("Compiled training of %d replicas (batches %s) and evaluation in %.1f s",
-               len(seeds), shapes, time.perf_counter() - compile_start)
+  train.report(f"Compiled training of {len(seeds)} replicas (batches {shapes}) and evaluation "
+               f"in {time.perf_counter() - compile_start:.1f} s.")
 
   histories = [[] for _ in seeds]
   for epoch in range(1, config.num_epochs + 1):
@@ -168,9 +169,8 @@ def train_replicas(config, seeds: Sequence[int], workdir: str):
                        test_top1_error=100 * (1 - float(test["accuracy"][i])),
                        test_top5_error=100 * (1 - float(test["top5_accuracy"][i])))
       history.append(summary)
-      logging.info("seed %d epoch %d/%d %s", seed, epoch, config.num_epochs,
-                   " ".join(f"{k} {v:.4g}" for k, v in summary.items()
-                            if k not in ("epoch", "epoch_seconds")))
+      train.report(f"seed {seed} epoch {epoch}/{config.num_epochs} " + " ".join(
+          f"{k} {v:.4g}" for k, v in summary.items() if k not in ("epoch", "epoch_seconds")))
 
   train_seconds = sum(h["epoch_seconds"] for h in histories[0])
   label = datasets.label(config.dataset, config.data_dir)
@@ -190,18 +190,13 @@ def train_replicas(config, seeds: Sequence[int], workdir: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  try:
-    seeds = [int(s) for s in FLAGS.seeds]
-  except ValueError:
-    raise app.UsageError(f"--seeds must be comma-separated ints, got {FLAGS.seeds}") from None
-  train_replicas(FLAGS.config, seeds, FLAGS.workdir)
+  train_replicas(FLAGS.config, cli.int_list(FLAGS["seeds"]), FLAGS.workdir)
 
 
 if __name__ == "__main__":  # flags defined here only: importing this module defines none
   FLAGS = flags.FLAGS
-  config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
-                                  lock_config=True)
+  cli.define_config_flag()
   flags.DEFINE_list("seeds", None, "Comma-separated seeds, one run each, e.g. 0,1,2.")
   flags.DEFINE_string("workdir", None, "Directory for the runs (seed_<s>/ each).")
   flags.mark_flags_as_required(["config", "seeds", "workdir"])
-  app.run(main)
+  cli.run(main)

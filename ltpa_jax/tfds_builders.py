@@ -24,6 +24,7 @@ from tensorflow_datasets.datasets.svhn_cropped import svhn_cropped_dataset_build
 from tensorflow_datasets.image_classification import cifar
 from tensorflow_datasets.image_classification import mnist
 
+from ltpa_jax import errors
 from ltpa_jax import png
 
 # TFDS reads a builder's checksums (`url_infos`) from `_checksums_path`, by default next to the
@@ -37,7 +38,7 @@ _TFDS = tfds.core.utils.tfds_path()
 PROBE_TIMEOUT_S = 5
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(errors.UserError, RuntimeError):
   """A dataset is not prepared and its source files cannot be had, or it cannot be read."""
 
 

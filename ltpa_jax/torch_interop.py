@@ -44,6 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ltpa_jax import errors
+
 SCHEMES = ("reference", "saoyan")
 
 _LEAVES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean",
@@ -54,7 +56,7 @@ _TO_FLAX = {4: (2, 3, 1, 0), 2: (1, 0)}
 _TO_TORCH = {4: (3, 2, 0, 1), 2: (1, 0)}
 
 
-class StateDictMismatchError(ValueError):
+class StateDictMismatchError(errors.UserError, ValueError):
   """A state_dict whose names or shapes are not those of the model."""
 
 

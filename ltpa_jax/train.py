@@ -382,7 +382,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   steps_per_epoch = steps_per_pass * config.passes_per_epoch
   images_per_epoch = num_train * config.passes_per_epoch
   with (stopping.StopSignals(announce=is_primary()) as stop,
-        checkpoints.CheckpointManager(workdir, keep=config.keep_checkpoints) as ckpt):
+        checkpoints.CheckpointManager(workdir, config.keep_checkpoints,
+                                     steps_per_epoch) as ckpt):
     stop_requested = lambda: parallel.any_process(stop.requested is not None)
 
     def stopped(where: str):
@@ -391,7 +392,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
              + (f": {resume_command}" if resume_command else "."))
 
     history, epoch_metrics = [], fresh_metrics()
-    if ckpt.latest_epoch() is not None:  # checkpoints are numbered by SGD step
+    if ckpt.latest_step() is not None:
       saved, _, step = ckpt.restore(None, {"state": state, "epoch_metrics": epoch_metrics},
                                     train_rng)
       state, epoch_metrics = saved["state"], saved["epoch_metrics"]

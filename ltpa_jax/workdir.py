@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import tempfile
 from typing import Any, Mapping
+
+import ml_collections
+
+from ltpa_jax import default_config
+from ltpa_jax import errors
 
 CONFIG_FILE = "config.json"
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(errors.UserError, ValueError):
   """The workdir belongs to a run of another config (or to something else)."""
 
 
@@ -19,6 +25,16 @@ def config_dict(config) -> dict[str, Any]:
   if hasattr(config, "to_json"):
     return json.loads(config.to_json())
   return json.loads(json.dumps(config))
+
+
+def read_config(path: str) -> ml_collections.ConfigDict:
+  """The config recorded in a run's config.json, typed as default_config.py types its fields
+  (JSON lists become tuples, a null a typed placeholder), so that --config.* overrides parse."""
+  with open(path) as f:
+    recorded = json.load(f)
+  config = default_config.get_config()
+  config.update(recorded)  # fields default_config.py lacks are kept, for validation to report
+  return config
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -93,4 +109,5 @@ def check_same_config(workdir: str, config):
                         if value(old, key) != value(new, key))
     raise ConfigMismatchError(
         f"Workdir {workdir} holds a run of another config ({changes}). Use a new workdir for "
-        f"this config, or the config in {path} to resume that run.")
+        "this config, or resume that run with its own config: python -m ltpa_jax --config "
+        f"{shlex.quote(path)} --workdir {shlex.quote(workdir)}")

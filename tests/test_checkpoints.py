@@ -39,7 +39,7 @@ def _assert_bit_exact(a, b):
     assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 
-def _damage(checkpoint_dir):
+def damage(checkpoint_dir):
   """Truncates every data file of a complete checkpoint."""
   files = [p for p in pathlib.Path(checkpoint_dir).rglob("*")
            if p.is_file() and p.parent.name == "d"]
@@ -53,9 +53,9 @@ def test_round_trip_is_bit_exact_with_opt_state_and_rng(tmp_path):
   with checkpoints.CheckpointManager(str(tmp_path), keep=2) as manager:
     manager.save(3, state, rng)
   with checkpoints.CheckpointManager(str(tmp_path), keep=2) as manager:  # as a new process
-    assert manager.latest_epoch() == 3
-    restored, restored_rng, epoch = manager.restore(None, _state(2), jax.random.key(0))
-  assert epoch == 3 and isinstance(restored, train.TrainState)
+    assert manager.latest_step() == 3
+    restored, restored_rng, step = manager.restore(None, _state(2), jax.random.key(0))
+  assert step == 3 and isinstance(restored, train.TrainState)
   assert len(jax.tree.leaves(restored.opt_state)) == len(jax.tree.leaves(restored.params))
   _assert_bit_exact(restored, state)
   assert jax.random.key_impl(restored_rng) == jax.random.key_impl(rng)
@@ -66,20 +66,20 @@ def test_round_trip_is_bit_exact_with_opt_state_and_rng(tmp_path):
 def test_keeps_the_last_k(tmp_path):
   state, rng = _state(1), jax.random.key(0)
   with checkpoints.CheckpointManager(str(tmp_path), keep=2) as manager:
-    for epoch in range(1, 5):
-      manager.save(epoch, state, rng)
+    for step in range(1, 5):
+      manager.save(step, state, rng)
     manager.wait()
-    assert manager.epochs() == [3, 4]
+    assert manager.steps() == [3, 4]
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "4"]
 
 
 def test_without_checkpoints_latest_is_none_and_restore_says_so(tmp_path):
   with checkpoints.CheckpointManager(str(tmp_path)) as manager:
-    assert manager.latest_epoch() is None
+    assert manager.latest_step() is None
     with pytest.raises(FileNotFoundError, match="No checkpoint in"):
       manager.restore(None, _state(1), jax.random.key(0))
     manager.save(1, _state(1), jax.random.key(0))
-    with pytest.raises(FileNotFoundError, match=r"epoch 5 .* epochs \[1\]"):
+    with pytest.raises(FileNotFoundError, match=r"step 5 .* steps \[1\]"):
       manager.restore(5, _state(1), jax.random.key(0))
 
 
@@ -87,33 +87,34 @@ def test_a_save_cut_short_is_ignored_and_cleaned_up(tmp_path):
   state, rng = _state(1), jax.random.key(0)
   with checkpoints.CheckpointManager(str(tmp_path)) as manager:
     manager.save(1, state, rng)
-  # What a process killed while writing epoch 2 leaves: orbax's temporary folder, half written.
+  # What a process killed while writing step 2 leaves: orbax's temporary folder, half written.
   directory = tmp_path / "checkpoints"
   partial = directory / "2.orbax-checkpoint-tmp-1700000000000000"
   shutil.copytree(directory / "1", partial)
-  _damage(partial)
+  damage(partial)
   with checkpoints.CheckpointManager(str(tmp_path)) as manager:
-    assert manager.latest_epoch() == 1
-    restored, _, epoch = manager.restore(None, _state(2), rng)
-  assert epoch == 1 and not partial.exists()
+    assert manager.latest_step() == 1
+    restored, _, step = manager.restore(None, _state(2), rng)
+  assert step == 1 and not partial.exists()
   _assert_bit_exact(restored, state)
 
 
-# Orbax leaves the failed reads' futures unretrieved: Python reports them, harmlessly.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_damaged_latest_checkpoint_raises_naming_the_fix(tmp_path):
+  """Checkpoints are numbered by SGD step; the message names each one's epoch too."""
   states, rng = [_state(1), _state(2)], jax.random.key(0)
   with checkpoints.CheckpointManager(str(tmp_path)) as manager:
-    for epoch, state in enumerate(states, 1):
-      manager.save(epoch, state, rng)
-  _damage(tmp_path / "checkpoints" / "2")
-  with checkpoints.CheckpointManager(str(tmp_path)) as manager:
-    directory = manager.directory
+    for step, state in zip((4, 8), states):
+      manager.save(step, state, rng)
+  damage(tmp_path / "checkpoints" / "8")
+  with checkpoints.CheckpointManager(str(tmp_path), steps_per_epoch=4) as manager:
+    folder = re.escape(f"{manager.directory}/8")
     with pytest.raises(checkpoints.CheckpointRestoreError,
-                       match=f"epoch 2 .* delete {re.escape(directory)}/2 to resume from epoch 1"):
+                       match=f"of step 8 \\(end of epoch 2\\) from {folder}: .* delete {folder} "
+                             r"to resume from step 4 \(end of epoch 1\)"):
       manager.restore(None, _state(3), rng)
-    restored, _, epoch = manager.restore(1, _state(3), rng)  # the documented way back
-  assert epoch == 1
+    restored, _, step = manager.restore(4, _state(3), rng)  # the documented way back
+    assert manager.describe(6) == "step 6 (in epoch 2)"
+  assert step == 4
   _assert_bit_exact(restored, states[0])
 
 
@@ -121,5 +122,5 @@ def test_restoring_into_another_model_raises(tmp_path):
   with checkpoints.CheckpointManager(str(tmp_path)) as manager:
     manager.save(1, _state(1), jax.random.key(0))
     other = {"params": jax.numpy.zeros(3)}
-    with pytest.raises(checkpoints.CheckpointRestoreError, match="epoch 1.*run's own config"):
+    with pytest.raises(checkpoints.CheckpointRestoreError, match="step 1 .*run's own config"):
       manager.restore(1, other, jax.random.key(0))

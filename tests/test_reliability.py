@@ -61,7 +61,7 @@ def finish(workdir, data_dir, *flags, float64=False):
 def final_state(workdir):
   """The latest checkpoint's arrays and the history without timings."""
   with checkpoints.CheckpointManager(str(workdir)) as ckpt:
-    step = ckpt.latest_epoch()
+    step = ckpt.latest_step()
     path = pathlib.Path(ckpt.directory) / str(step)
   with open(pathlib.Path(workdir) / "history.json") as f:
     history = [{k: v for k, v in h.items() if k not in TIMING} for h in json.load(f)]
@@ -149,7 +149,7 @@ def test_sigterm_saves_at_a_step_boundary_exits_zero_and_resumes_exactly(
   assert "SIGTERM: saved step" in output and "To resume, run the same command: " \
       f"{sys.executable} -m ltpa_jax --config configs/tiny.py" in output, output
   with checkpoints.CheckpointManager(str(workdir)) as ckpt:
-    assert ckpt.latest_epoch() < 16
+    assert ckpt.latest_step() < 16
   output = finish(workdir, prepared_fake_data, float64=True)
   assert "Resuming" in output and "batches [(1, 8), (1, 6)]" in output, output
   (step, leaves, history, _), (step_u, leaves_u, history_u, _) = (

@@ -10,6 +10,7 @@ import pytest
 
 from configs import tiny
 from ltpa_jax import datasets
+from ltpa_jax import errors
 from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import replicas
@@ -87,7 +88,7 @@ def test_each_replica_is_its_single_run(config, tmp_path, x64):
 def test_refuses_bad_seeds_and_finished_runs(config, tmp_path):
   config, _ = config
   for seeds in ([], [1, 1], [-1]):
-    with pytest.raises(ValueError, match="seeds must be distinct"):
+    with pytest.raises(errors.UserError, match="seeds must be distinct"):
       replicas.train_replicas(config, seeds, str(tmp_path))
   os.makedirs(tmp_path / "seed_2")
   with open(tmp_path / "seed_2" / "history.json", "w") as f:

@@ -24,8 +24,21 @@ def test_another_config_on_an_existing_workdir_is_refused(tmp_path):
   config.weight_decay = 1e-4
   with pytest.raises(workdir.ConfigMismatchError,
                      match=r"another config \(model.attention: True -> False; "
-                           r"weight_decay: 5e-05 -> 0.0001\). Use a new workdir"):
+                           r"weight_decay: 5e-05 -> 0.0001\). Use a new workdir .* resume that run "
+                           r"with its own config: python -m ltpa_jax --config \S+/config.json "
+                           r"--workdir \S+$"):
     workdir.check_same_config(str(tmp_path), config)
+
+
+def test_a_recorded_config_reads_back_as_the_same_config(tmp_path):
+  """What --config runs/x/config.json runs: a resume of that run, whose overrides still parse."""
+  config = default.get_config()
+  config.model.attended_layers = (2, 3)
+  config.data_dir = "data"
+  workdir.check_same_config(str(tmp_path), config)
+  read = workdir.read_config(str(tmp_path / workdir.CONFIG_FILE))
+  assert read.model.attended_layers == (2, 3) and read.get_type("manual_dir") is str
+  workdir.check_same_config(str(tmp_path), read)  # accepted: the same config
 
 
 def test_a_workdir_with_files_but_no_config_is_refused(tmp_path):

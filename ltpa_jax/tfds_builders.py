@@ -219,8 +219,9 @@ def _dirs(root) -> set[str]:
 def _unavailable(name, data_dir, manual_dir, missing, files, error=None) -> str:
   why = f"downloading its source files failed ({error})" if error else "downloading is off"
   return (
-      f"Dataset {name!r} is not prepared in data_dir {data_dir} and {why}. Put these files, "
-      f"byte-identical to the official ones (their checksums are checked), in manual_dir "
-      f"{manual_dir or '(none given)'} and prepare again: "
+      f"Dataset {name!r} is not prepared in data_dir {data_dir or '~/tensorflow_datasets'} and "
+      f"{why}. Set config.data_dir to the folder that holds it prepared, or put these files, "
+      "byte-identical to the official ones (their checksums are checked), in a folder and set "
+      f"config.manual_dir to it (now {manual_dir or '(none given)'}): "
       + "; ".join(f"{f} (from {files[f]})" for f in missing)
   )

@@ -172,6 +172,7 @@ def test_two_processes_stop_together_resume_and_train_like_one_device(prepared_f
   # Another config on the workdir: process 0 refuses it, and process 1 stops too.
   refused = _two_processes(tmp_path / "multi", prepared_fake_data, "--config.seed=1")
   outputs = [p.communicate(timeout=600)[0] for p in refused]
-  assert all(p.returncode != 0 for p in refused), outputs
-  assert "ConfigMismatchError" in outputs[0] and "seed: 0 -> 1" in outputs[0], outputs[0]
+  assert all(p.returncode == 2 for p in refused), outputs  # a user's mistake: one line, exit 2
+  assert "error: Workdir" in outputs[0] and "of another config (seed: 0 -> 1)" in outputs[0], \
+      outputs[0]
   assert "Process 0 refused workdir" in outputs[1], outputs[1]

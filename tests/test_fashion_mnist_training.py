@@ -28,8 +28,8 @@ def test_tiny_attention_model_learns_fashion_mnist(fashion_mnist_data_dir, tmp_p
   Chance is 90% top-1 and 50% top-5 error. With kaiming init (BN scale ~ N(0, 0.01)) seeds 0-2
   gave 58.65, 90.00 (chance) and 63.24 top-1 error: a coin flip. Measured with xavier init
   (benchmarks/learning_spread.py --test fashion_mnist, 2-core CPU, jax 0.10.2), top-1 / top-5
-  error: seeds 0-4 on both cores 28.37-49.16 / 0.88-2.12; seeds 0-3 under `taskset -c 0`
-  29.93-61.96 / 1.06-9.12 (seed 3 the worst). The bounds, 75 and 29, lie about halfway between
+  error: seeds 0-4 on both cores 28.37-49.16 / 0.88-2.12; seeds 0-4 on one core (`taskset`)
+  29.93-61.96 / 1.06-9.12 (seed 3 the worst; seed 4: 32.59 / 1.61). The bounds, 75 and 29, lie about halfway between
   chance and the worst of those runs.
   """
   run = train.train_and_evaluate(learning_config(fashion_mnist_data_dir), str(tmp_path))

@@ -18,6 +18,7 @@ from ltpa_jax import errors
 
 HEAT_WEIGHT = 0.4  # overlay = 0.6 * image + 0.4 * heatmap, as the reference's visualisation
 COLORMAP = "jet"
+TEXT_WIDTH = 1.6  # the top-3 column's width, in image columns
 
 
 def check_image_path(path: str):
@@ -59,17 +60,23 @@ def attention_overlays(images, maps: Mapping[str, object], scale: int = 1) -> np
 
 
 def save_attention_grid(images, maps: Mapping[str, object], path: str, labels=None,
-                        class_names: Sequence[str] | None = None):
-  """Saves a PNG grid: one row per image, columns the image and each layer's overlay.
+                        class_names: Sequence[str] | None = None, probabilities=None,
+                        row_names: Sequence[str] | None = None):
+  """Saves a grid: one row per image, columns the image and each layer's overlay.
 
-  `labels` (N,) ints name the rows, through `class_names` when given.
+  Each row is named by `row_names` (e.g. file names) and, given `labels` (N,) ints, its true
+  class; given `probabilities` (N, classes), its predicted class too, in red when it is not the
+  true one, and a last column lists its top-3 classes. Classes are named by `class_names`.
   """
   overlays = attention_overlays(images, maps)
   columns = ["image"] + [f"{name} ({np.shape(m)[1]}x{np.shape(m)[2]})"
                          for name, m in maps.items()]
   n, width = overlays.shape[0], overlays.shape[2] // len(columns)
-  fig = Figure(figsize=(1.3 * len(columns), 1.3 * n + 0.3), layout="constrained")
-  axes = fig.subplots(n, len(columns), squeeze=False)
+  name = lambda c: class_names[c] if class_names else str(c)
+  top = None if probabilities is None else top_classes(probabilities)
+  ratios = [1] * len(columns) + ([TEXT_WIDTH] if top else [])
+  fig = Figure(figsize=(1.3 * sum(ratios), 1.3 * n + 0.3), layout="constrained")
+  axes = fig.subplots(n, len(ratios), squeeze=False, width_ratios=ratios)
   for i in range(n):
     for j, column in enumerate(columns):
       ax = axes[i, j]
@@ -78,10 +85,34 @@ def save_attention_grid(images, maps: Mapping[str, object], path: str, labels=No
       ax.set_yticks([])
       if i == 0:
         ax.set_title(column, fontsize=9)
+    lines = [row_names[i]] if row_names is not None else []
     if labels is not None:
-      label = int(labels[i])
-      axes[i, 0].set_ylabel(class_names[label] if class_names else str(label), fontsize=8)
+      lines.append(f"true: {name(int(labels[i]))}")
+    if top:
+      lines.append(f"pred: {name(top[i][0][0])}")
+      _text_panel(axes[i, -1], [f"{name(c)} {100 * p:.1f}%" for c, p in top[i]],
+                  "top 3" if i == 0 else None)
+    wrong = labels is not None and top and top[i][0][0] != int(labels[i])
+    axes[i, 0].set_ylabel("\n".join(lines), fontsize=8, color="red" if wrong else "black")
   fig.savefig(path, dpi=100)
+
+
+def top_classes(probabilities, k: int = 3) -> list[list[tuple[int, float]]]:
+  """Per row of `probabilities` (N, classes), its `k` most probable (class, probability), most
+  probable first."""
+  probabilities = np.asarray(probabilities, np.float64)
+  order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+  return [[(int(c), float(p[c])) for c in row] for p, row in zip(probabilities, order)]
+
+
+def _text_panel(ax, lines: Sequence[str], title: str | None):
+  """Writes `lines` in an axes without frame, the first in bold."""
+  ax.axis("off")
+  for row, line in enumerate(lines):
+    ax.text(0.02, 0.8 - 0.3 * row, line, fontsize=8, transform=ax.transAxes,
+            fontweight="bold" if row == 0 else "normal")
+  if title:
+    ax.set_title(title, fontsize=9, loc="left")
 
 
 def save_learning_curves(history: Sequence[Mapping[str, float]], path: str):

@@ -309,12 +309,13 @@ def fixed_examples(split: datasets.Split, count: int):
   return np.asarray(input_pipeline.pad_to_32(split.images[:count])), split.labels[:count]
 
 
-def attention_maps(model, info, state: TrainState, images):
-  """The normalised attention maps {layer: (N, h, w)} of uint8 images, in eval mode."""
-  _, maps = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                        input_pipeline.normalise(images, info.mean, info.std,
-                                                 params_dtype(state.params)), train=False)
-  return {layer: m["a"] for layer, m in maps.items()}
+def predictions(model, info, state: TrainState, images):
+  """The logits (N, classes) and normalised attention maps {layer: (N, h, w)} of uint8 images
+  (padded to 32x32), in eval mode."""
+  logits, maps = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                             input_pipeline.normalise(images, info.mean, info.std,
+                                                      params_dtype(state.params)), train=False)
+  return logits, {layer: m["a"] for layer, m in maps.items()}
 
 
 def load_splits(config) -> tuple[datasets.Split, datasets.Split]:
@@ -377,7 +378,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   probes = {"train": fixed_examples(train_split, config.attention_images),
             "test": fixed_examples(test_split, config.attention_images)}
-  maps_fn = jax.jit(functools.partial(attention_maps, model, info))
+  predict_fn = jax.jit(functools.partial(predictions, model, info))
   history_path = os.path.join(workdir, HISTORY_FILE)
   steps_per_epoch = steps_per_pass * config.passes_per_epoch
   images_per_epoch = num_train * config.passes_per_epoch
@@ -453,7 +454,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                 schedule, progress.trained, progress.seconds())
         summary["wall_seconds"] = elapsed_before + time.perf_counter() - run_start
         history.append(summary)
-        write_epoch_summaries(writer, model, summary, probes, maps_fn, state, config)
+        write_epoch_summaries(writer, model, summary, probes, predict_fn, state, config)
         if is_primary():
           workdir_lib.write_json(history_path, history, overwrite=True)  # before the checkpoint
         epoch_metrics = fresh_metrics()
@@ -466,10 +467,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           stopped(f"end of epoch {epoch}")
           return None
 
-  final_maps = {split: maps_fn(state, images) for split, (images, _) in probes.items()
-                if model.attention}
+  final = {split: predict_fn(state, images) for split, (images, _) in probes.items()
+           if model.attention}
   if is_primary():
-    save_figures(workdir, model, history, probes, final_maps,
+    save_figures(workdir, model, history, probes, final,
                  datasets.class_names(config.dataset, config.data_dir))
   train_seconds = sum(h["epoch_seconds"] for h in history)
   trained_images = sum(h["images_per_second"] * h["epoch_seconds"] for h in history)
@@ -507,23 +508,24 @@ def epoch_summary(epoch, epoch_metrics, eval_fn, state, test_data, config, sched
   return summary
 
 
-def write_epoch_summaries(writer, model, summary, probes, maps_fn, state, config):
+def write_epoch_summaries(writer, model, summary, probes, predict_fn, state, config):
   """TensorBoard scalars of the epoch and, every few epochs, attention overlays."""
   epoch = summary["epoch"]
   writer.write_scalars(epoch, {k: v for k, v in summary.items() if k != "epoch"})
   if model.attention and (epoch % config.attention_every_epochs == 0
                           or epoch == config.num_epochs):
     for split, (images, _) in probes.items():
-      overlays = plots.attention_overlays(images, maps_fn(state, images), scale=4)
+      overlays = plots.attention_overlays(images, predict_fn(state, images)[1], scale=4)
       writer.write_images(epoch, {f"attention/{split}": overlays})
   writer.flush()
 
 
-def save_figures(workdir, model, history, probes, maps, class_names):
-  """learning_curves.png and, with attention, attention_{train,test}.png in `workdir`."""
+def save_figures(workdir, model, history, probes, predicted, class_names):
+  """learning_curves.png and, with attention, attention_{train,test}.png in `workdir`: the
+  probes' maps, true and predicted classes (`predicted[split]` = (logits, maps))."""
   plots.save_learning_curves(history, os.path.join(workdir, "learning_curves.png"))
   if model.attention:
     for split, (images, labels) in probes.items():
-      plots.save_attention_grid(images, maps[split],
-                                os.path.join(workdir, f"attention_{split}.png"), labels,
-                                class_names)
+      logits, maps = predicted[split]
+      plots.save_attention_grid(images, maps, os.path.join(workdir, f"attention_{split}.png"),
+                                labels, class_names, jax.nn.softmax(logits))

@@ -1,11 +1,14 @@
-"""Renders attention maps of a run's checkpoint for chosen test images.
+"""Renders attention maps and predictions of a run's checkpoint, for test images or your own.
 
     python -m ltpa_jax.visualize --workdir runs/vgg19_att --out attention.png --indices 0,1,2,3
+    python -m ltpa_jax.visualize --workdir runs/vgg19_att --images photo1.jpg photo2.png --crop
 """
 
 import functools
 import os
+import sys
 
+from absl import app
 from absl import flags
 import jax
 import numpy as np
@@ -14,6 +17,8 @@ from ltpa_jax import checkpoints
 from ltpa_jax import cli
 from ltpa_jax import datasets
 from ltpa_jax import errors
+from ltpa_jax import image_files
+from ltpa_jax import input_pipeline
 from ltpa_jax import plots
 from ltpa_jax import train
 from ltpa_jax import workdir as workdir_lib
@@ -21,13 +26,17 @@ from ltpa_jax import workdir as workdir_lib
 _WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir (holds config.json, checkpoints).")
 _OUT = flags.DEFINE_string("out", "attention.png", "Image file to write (.png, .pdf, ...).")
 _INDICES = flags.DEFINE_list("indices", [str(i) for i in range(8)], "Test image indices.")
+_IMAGES = flags.DEFINE_multi_string(
+    "images", None, "Your own image files (any format Pillow reads), instead of test images; "
+    "repeat the flag or list them after it: --images a.jpg b.png.")
+_CROP = flags.DEFINE_bool("crop", False, "With --images: centre-crop each image to the model's "
+                          "aspect before resizing it (default: stretch it).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint (SGD step; default: the latest).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir, if not the run's.")
 
 
-def render(workdir: str, out: str, indices, step=None, data_dir=None) -> str:
-  """Writes the attention grid of test images `indices` under the checkpoint of SGD `step`."""
-  plots.check_image_path(out)
+def read_run_config(workdir: str):
+  """The config of the attention run in `workdir`; UserError if there is none."""
   path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
   if not os.path.isfile(path):
     raise errors.UserError(f"No {workdir_lib.CONFIG_FILE} in {workdir}: give the workdir of a "
@@ -37,29 +46,79 @@ def render(workdir: str, out: str, indices, step=None, data_dir=None) -> str:
     raise errors.UserError(f"The run in {workdir} has no attention (config.model.attention="
                            "False): give the workdir of a run of an attention config, e.g. "
                            "configs/vgg19_att.py.")
-  data_dir = data_dir or config.data_dir
+  return config
+
+
+def predict(config, workdir: str, images, step=None):
+  """(softmax probabilities (N, classes), attention maps, step) of uint8 images (N, 32, 32, C)
+  under the run's checkpoint of SGD `step` (default: the latest)."""
   info = datasets.dataset_info(config.dataset)
+  model, _, target = train.state_template(config, info)
+  with checkpoints.CheckpointManager(workdir) as ckpt:
+    saved, _, step = ckpt.restore(step, target, jax.random.key(0))
+  logits, maps = jax.jit(functools.partial(train.predictions, model, info))(saved["state"], images)
+  return np.asarray(jax.nn.softmax(logits)), maps, step
+
+
+def render(workdir: str, out: str, indices, step=None, data_dir=None) -> str:
+  """Writes the attention grid of test images `indices` under the checkpoint of SGD `step`."""
+  plots.check_image_path(out)
+  config = read_run_config(workdir)
+  data_dir = data_dir or config.data_dir
   test = datasets.load(config.dataset, data_dir, config.manual_dir)["test"]
   outside = [i for i in indices if not 0 <= i < len(test.labels)]
   if outside:
     raise errors.UserError(f"Test images {outside} do not exist: the test split has "
                            f"{len(test.labels)} images, 0 to {len(test.labels) - 1}.")
-  model, _, target = train.state_template(config, info)
-  with checkpoints.CheckpointManager(workdir) as ckpt:
-    saved, _, step = ckpt.restore(step, target, jax.random.key(0))
-  state = saved["state"]
   images, labels = train.fixed_examples(
       datasets.Split(test.images[np.asarray(indices)], test.labels[np.asarray(indices)]),
       len(indices))
-  maps = jax.jit(functools.partial(train.attention_maps, model, info))(state, images)
-  plots.save_attention_grid(images, maps, out, labels, datasets.class_names(config.dataset,
-                                                                             data_dir))
+  probabilities, maps, step = predict(config, workdir, images, step)
+  plots.save_attention_grid(images, maps, out, labels,
+                            datasets.class_names(config.dataset, data_dir), probabilities)
   return f"Wrote {out}: attention of test images {list(indices)} after step {step}."
 
 
+def render_images(workdir: str, out: str, paths, crop=False, step=None, data_dir=None) -> str:
+  """Writes the attention grid of the image files `paths`, resized (`crop`: centre-cropped) to
+  the run's input; returns what it wrote and each image's top-3 classes, one line each.
+
+  A file that cannot be read is named on stderr, one line each, and left out; UserError when
+  none can be read.
+  """
+  plots.check_image_path(out)
+  config = read_run_config(workdir)
+  images, names, problems = image_files.read(
+      paths, datasets.dataset_info(config.dataset).image_shape, crop)
+  for problem in problems:
+    print(f"error: {problem} Drawing the other images.", file=sys.stderr)
+  if images is None:
+    raise errors.UserError(f"None of the {len(paths)} files given to --images is an image: "
+                           "nothing drawn.")
+  images = np.asarray(input_pipeline.pad_to_32(images))
+  probabilities, maps, step = predict(config, workdir, images, step)
+  class_names = datasets.class_names(config.dataset, data_dir or config.data_dir)
+  plots.save_attention_grid(images, maps, out, class_names=class_names,
+                            probabilities=probabilities,
+                            row_names=[os.path.basename(n) for n in names])
+  name = lambda c: class_names[c] if class_names else str(c)
+  lines = [f"{path}: " + ", ".join(f"{name(c)} {100 * p:.2f}%" for c, p in top)
+           for path, top in zip(names, plots.top_classes(probabilities))]
+  return "\n".join([f"Wrote {out}: attention of {len(names)} images after step {step}."] + lines)
+
+
 def main(argv):
-  del argv
-  print(render(_WORKDIR.value, _OUT.value, cli.int_list(_INDICES), _STEP.value, _DATA_DIR.value))
+  images = (_IMAGES.value or []) + argv[1:]  # --images a.jpg b.png: b.png is left in argv
+  if argv[1:] and not _IMAGES.value:
+    raise app.UsageError(f"Unexpected arguments {argv[1:]}: give image files after --images.")
+  if images and _INDICES.present:
+    raise app.UsageError("Give --images or --indices, not both.")
+  if images:
+    print(render_images(_WORKDIR.value, _OUT.value, images, _CROP.value, _STEP.value,
+                        _DATA_DIR.value))
+  else:
+    print(render(_WORKDIR.value, _OUT.value, cli.int_list(_INDICES), _STEP.value,
+                 _DATA_DIR.value))
 
 
 if __name__ == "__main__":

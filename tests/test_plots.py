@@ -80,3 +80,23 @@ def test_attention_grid_of_real_cifar100_images(tmp_path, cifar100_data_dir):
                             source.dataset_info.features["label"].names)
   with Image.open(path) as png:
     assert png.size == (130 * 4, 130 * 2 + 30)
+
+
+def test_attention_grid_names_true_and_predicted_classes_and_marks_mistakes_red(tmp_path):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (2, 32, 32, 3), np.uint8)
+  maps = {"l1": rng.random((2, 32, 32)), "l2": rng.random((2, 16, 16))}
+  probabilities = [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]  # row 0 right (apple), row 1 wrong (cat)
+  path = tmp_path / "attention.png"
+  plots.save_attention_grid(images, maps, str(path), labels=[0, 1],
+                            class_names=["apple", "bee", "cat"], probabilities=probabilities)
+  with Image.open(path) as png:
+    assert png.size == (round(130 * (3 + plots.TEXT_WIDTH)), 130 * 2 + 30)  # + the top-3 column
+    margin = np.asarray(png.convert("RGB"))[:, :30].astype(int)
+  red = (margin[..., 0] > 200) & (margin[..., 1] < 80) & (margin[..., 2] < 80)
+  assert not red[:160].any() and red[160:].any()  # the second row's labels only
+
+
+def test_top_classes_are_sorted_most_probable_first():
+  assert plots.top_classes([[0.1, 0.5, 0.15, 0.25]]) == [[(1, 0.5), (3, 0.25), (2, 0.15)]]
+  assert plots.top_classes([[0.6, 0.4]], k=3) == [[(0, 0.6), (1, 0.4)]]

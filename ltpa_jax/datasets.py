@@ -124,7 +124,10 @@ def _source_info(name: str, data_dir: str | None):
 
 
 def class_names(name: str, data_dir: str | None) -> list[str] | None:
-  """The label names recorded in the prepared dataset, or None."""
+  """The label names recorded in the prepared dataset, or None (also when it is not prepared in
+  `data_dir`: reading it would start preparing it)."""
+  if not tfds_builders.builder_class(name)(data_dir=data_dir).is_prepared():
+    return None
   return list(_source_info(name, data_dir).features["label"].names) or None
 
 

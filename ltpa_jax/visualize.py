@@ -97,7 +97,11 @@ def render_images(workdir: str, out: str, paths, crop=False, step=None, data_dir
                            "nothing drawn.")
   images = np.asarray(input_pipeline.pad_to_32(images))
   probabilities, maps, step = predict(config, workdir, images, step)
-  class_names = datasets.class_names(config.dataset, data_dir or config.data_dir)
+  data_dir = data_dir or config.data_dir
+  class_names = datasets.class_names(config.dataset, data_dir)
+  if class_names is None:
+    print(f"note: {config.dataset!r} is not prepared in data_dir {data_dir}: classes are shown "
+          "by number (give --data_dir for their names).", file=sys.stderr)
   plots.save_attention_grid(images, maps, out, class_names=class_names,
                             probabilities=probabilities,
                             row_names=[os.path.basename(n) for n in names])

@@ -68,7 +68,7 @@ def fast_random_init():
 
 
 def test_own_images_are_drawn_with_their_top3_and_bad_files_named(prepared_fake_data, tmp_path,
-                                                                   fast_random_init):
+                                                                   fast_random_init, capsys):
   config = tiny_config(prepared_fake_data)
   workdir = tmp_path / "run"
   train.train_and_evaluate(config, str(workdir))
@@ -104,6 +104,16 @@ def test_own_images_are_drawn_with_their_top3_and_bad_files_named(prepared_fake_
   assert read == good and len(problems) == 2 and step == 3
   np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-7)
   assert {m.shape for m in maps.values()} <= {(2, 32, 32), (2, 16, 16), (2, 8, 8)}
+  capsys.readouterr()
+  elsewhere = str(tmp_path / "no_data")  # the run's files without its dataset: classes by number
+  shown = visualize.render_images(str(workdir), str(tmp_path / "numbers.png"), good[:1],
+                                  data_dir=elsewhere)
+  number = r"\d [\d.]+%"  # a class number and its probability
+  assert re.fullmatch(rf"Wrote .*\n{re.escape(good[0])}: {number}, {number}, {number}", shown)
+  assert capsys.readouterr().err == (f"note: 'fashion_mnist' is not prepared in data_dir "
+                                     f"{elsewhere}: classes are shown by number (give --data_dir "
+                                     "for their names).\n")
+  assert not (tmp_path / "no_data").exists()  # nothing prepared there
 
 
 def test_no_readable_image_is_a_user_error_naming_each_file(tmp_path, capsys):

@@ -162,3 +162,10 @@ def test_real_cifar100_resplit(cifar100_data_dir):
     assert data[split].images.shape == (n, 32, 32, 3) and data[split].images.dtype == np.uint8
     assert data[split].labels.min() == 0 and data[split].labels.max() == 99
     np.testing.assert_array_equal(np.bincount(data[split].labels, minlength=100), [n // 100] * 100)
+
+
+def test_class_names_of_a_prepared_dataset_and_none_without_preparing(cifar100_data_dir, tmp_path):
+  names = datasets.class_names("cifar100", cifar100_data_dir)
+  assert len(names) == 100 and names[:2] == ["apple", "aquarium_fish"]
+  assert datasets.class_names("cifar100", str(tmp_path / "none")) is None
+  assert not (tmp_path / "none").exists()  # nothing prepared, nothing downloaded

@@ -72,7 +72,7 @@ def save_attention_grid(images, maps: Mapping[str, object], path: str, labels=No
   columns = ["image"] + [f"{name} ({np.shape(m)[1]}x{np.shape(m)[2]})"
                          for name, m in maps.items()]
   n, width = overlays.shape[0], overlays.shape[2] // len(columns)
-  name = lambda c: class_names[c] if class_names else str(c)
+  name = lambda c: class_name(c, class_names)
   top = None if probabilities is None else top_classes(probabilities)
   ratios = [1] * len(columns) + ([TEXT_WIDTH] if top else [])
   fig = Figure(figsize=(1.3 * sum(ratios), 1.3 * n + 0.3), layout="constrained")
@@ -95,6 +95,11 @@ def save_attention_grid(images, maps: Mapping[str, object], path: str, labels=No
     wrong = labels is not None and top and top[i][0][0] != int(labels[i])
     axes[i, 0].set_ylabel("\n".join(lines), fontsize=8, color="red" if wrong else "black")
   fig.savefig(path, dpi=100)
+
+
+def class_name(label: int, class_names: Sequence[str] | None) -> str:
+  """Class `label` by name, or by number without `class_names`."""
+  return class_names[label] if class_names else str(label)
 
 
 def top_classes(probabilities, k: int = 3) -> list[list[tuple[int, float]]]:

@@ -105,8 +105,8 @@ def render_images(workdir: str, out: str, paths, crop=False, step=None, data_dir
   plots.save_attention_grid(images, maps, out, class_names=class_names,
                             probabilities=probabilities,
                             row_names=[os.path.basename(n) for n in names])
-  name = lambda c: class_names[c] if class_names else str(c)
-  lines = [f"{path}: " + ", ".join(f"{name(c)} {100 * p:.2f}%" for c, p in top)
+  lines = [f"{path}: " + ", ".join(f"{plots.class_name(c, class_names)} {100 * p:.2f}%"
+                                  for c, p in top)
            for path, top in zip(names, plots.top_classes(probabilities))]
   return "\n".join([f"Wrote {out}: attention of {len(names)} images after step {step}."] + lines)
 

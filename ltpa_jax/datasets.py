@@ -80,7 +80,7 @@ def load(
         f"folder that holds the prepared datasets, or create it to have {name!r} downloaded and "
         "prepared there (or set config.manual_dir to the folder of its official files)."
     )
-  if not tfds_builders.builder_class(name)(data_dir=data_dir).is_prepared():
+  if not tfds_builders.is_prepared(name, data_dir):
     if not prepare:
       files = ", ".join(tfds_builders.source_files(name))
       raise DatasetUnavailableError(
@@ -125,8 +125,8 @@ def _source_info(name: str, data_dir: str | None):
 
 def class_names(name: str, data_dir: str | None) -> list[str] | None:
   """The label names recorded in the prepared dataset, or None (also when it is not prepared in
-  `data_dir`: reading it would start preparing it)."""
-  if not tfds_builders.builder_class(name)(data_dir=data_dir).is_prepared():
+  `data_dir`)."""
+  if not tfds_builders.is_prepared(name, data_dir):
     return None
   return list(_source_info(name, data_dir).features["label"].names) or None
 

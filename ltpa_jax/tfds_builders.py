@@ -162,6 +162,11 @@ def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
   return BUILDERS[name]
 
 
+def is_prepared(name: str, data_dir: str | None) -> bool:
+  """Whether dataset `name` is prepared in TFDS `data_dir` (reading it otherwise prepares it)."""
+  return builder_class(name)(data_dir=data_dir).is_prepared()
+
+
 def source_files(name: str) -> dict[str, str]:
   """{filename: URL} of the source files of `name`: what a manual_dir must hold."""
   cls = builder_class(name)

@@ -134,8 +134,8 @@ def train_replicas(config, seeds: Sequence[int], workdir: str):
   tx = optim.sgd(schedule, config.momentum, config.weight_decay)
   states, train_rngs = initial_states(model, tx, info.image_shape, seeds)
   compile_start = time.perf_counter()
-  shapes = train.chunk_shapes(num_train, config.batch_size,
-                                train.resolved_steps_per_call(config))
+  steps_per_call = train.resolved_steps_per_call(config)
+  shapes = train.chunk_shapes(num_train, config.batch_size, steps_per_call)
   compiled = compile_train_steps(model, tx, info, states, train_data, train_rngs, shapes)
   eval_fn = compile_evaluate(model, info, config.eval_batch_size, states, test_data)
   train.report(f"Compiled training of {len(seeds)} replicas (batches {shapes}) and evaluation "
@@ -147,9 +147,8 @@ def train_replicas(config, seeds: Sequence[int], workdir: str):
     for p in range(config.passes_per_epoch):
       index = (epoch - 1) * config.passes_per_epoch + p
       pass_rngs = jax.vmap(lambda rng: jax.random.fold_in(rng, index))(train_rngs)
-      states, train_metrics = train_pass(compiled, config.batch_size,
-                                         train.resolved_steps_per_call(config),
-                                         states, train_data, pass_rngs)
+      states, train_metrics = train_pass(compiled, config.batch_size, steps_per_call, states,
+                                         train_data, pass_rngs)
     train_summary = jax.device_get(_compute(train_metrics))
     test = None
     if epoch % config.eval_every_epochs == 0 or epoch == config.num_epochs:

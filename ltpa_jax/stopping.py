@@ -45,7 +45,10 @@ class StopSignals:
       os.write(1, f"\n{message}.\n".encode())
 
 
+_WAITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ltpa_jax_wait")
+
+
 def wait(tree):
-  """`jax.block_until_ready(tree)`, waited for in a way that lets signal handlers run."""
-  with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    return pool.submit(jax.block_until_ready, tree).result()
+  """`jax.block_until_ready(tree)`, waited for in a way that lets signal handlers run (in one
+  helper thread, kept for every call: on CPU this runs after every SGD step)."""
+  return _WAITER.submit(jax.block_until_ready, tree).result()

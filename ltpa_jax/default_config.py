@@ -52,9 +52,9 @@ def get_config():
   config.lr_decay = 0.1
   config.passes_per_epoch = 1  # the SaoYan port counts 3 passes over the data as one "epoch"
   # SGD steps per compiled call (a stop or progress line waits for the call to end); 0 = auto:
-  # one step on CPU (XLA:CPU runs loops ~80x slower), a whole pass in one lax.scan elsewhere.
+  # one step on CPU (XLA:CPU runs steps ~10x slower inside a loop), a whole pass in one lax.scan
+  # elsewhere.
   config.steps_per_call = 0
-  #   (XLA:CPU runs conv weight gradients ~80x slower inside loops: CPU configs use 1.)
 
   # Evaluation and logging.
   config.eval_batch_size = 1000

@@ -135,7 +135,7 @@ def train_steps(model, tx, info, state: TrainState, data: DeviceData, batches, r
     return (state, totals.merge(batch_metrics)), batch_metrics.loss.compute()
 
   empty = empty_metrics(TrainMetrics, state.params)
-  if batches.shape[0] == 1:  # no loop: XLA:CPU runs conv weight gradients ~80x slower in loops
+  if batches.shape[0] == 1:  # no loop: XLA:CPU runs steps ~10x slower in loops (README)
     (state, totals), loss = body((state, empty), (first, batches[0]))
     return state, totals, loss[None]
   indices = first + jnp.arange(batches.shape[0])
@@ -259,8 +259,8 @@ def pass_images(num_examples: int, batch_size: int, start: int, steps: int) -> i
 
 
 def resolved_steps_per_call(config) -> int:
-  """`config.steps_per_call`, or for 0 (auto): one step per call on CPU, where XLA runs conv
-  weight gradients ~80x slower inside loops and a call must stay short enough to stop promptly,
+  """`config.steps_per_call`, or for 0 (auto): one step per call on CPU, where XLA runs
+  steps ~10x slower inside loops and a call must stay short enough to stop promptly,
   and a whole pass per call (0) on accelerators (a CIFAR pass takes a few seconds there)."""
   if config.steps_per_call or jax.default_backend() != "cpu":
     return config.steps_per_call

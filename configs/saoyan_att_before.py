@@ -18,7 +18,7 @@ from ltpa_jax.default_config import sibling
 
 def get_config():
   config = sibling(__file__, "vgg19_att_softmax")  # the same model: softmax, separate u, pc, concat
-  config.model.init = "xavier"
+  config.model.init_scheme = "xavier"
   config.batch_size = 128
   config.weight_decay = 5e-4
   config.learning_rate = 0.1

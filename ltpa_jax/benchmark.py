@@ -3,8 +3,8 @@
     python -m ltpa_jax.benchmark --config configs/vgg19_att.py --config.model.dtype=bfloat16 \
         --steps 100 --out bench.json
 
-Compiles `train.train_steps` for one call of `--steps` steps (AOT; the compile time is reported
-apart), runs warm-up calls, then times `--repeats` calls; likewise `train.evaluate` on
+Compiles `steps.train_steps` for one call of `--steps` steps (AOT; the compile time is reported
+apart), runs warm-up calls, then times `--repeats` calls; likewise `steps.evaluate` on
 `eval_batch_size` images. Data are random uint8 images made on the device: no dataset is read.
 On several devices each batch, training and evaluation, is split over them (`parallel`).
 XLA:CPU runs conv weight gradients far slower inside loops: on CPU use `--steps 1`.
@@ -27,13 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltpa_jax import cli
-from ltpa_jax import config_validation
 from ltpa_jax import datasets
-from ltpa_jax import input_pipeline
+from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import models
-from ltpa_jax import optim
 from ltpa_jax import parallel
-from ltpa_jax import train
+from ltpa_jax import steps as steps_lib
 from ltpa_jax import workdir as workdir_lib
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax")
@@ -92,12 +90,22 @@ def peak_tflops(device_kind: str, dtype: str) -> float | None:
   return None
 
 
-def synthetic_data(rng, n: int, info: datasets.DatasetInfo) -> train.DeviceData:
-  """n random uint8 images of the dataset's shape (padded to 32x32) and labels, on the device."""
+def synthetic_examples(rng, n: int, info: datasets.DatasetInfo) -> datasets.Examples:
+  """n random uint8 images of the dataset's shape and labels."""
   image_rng, label_rng = jax.random.split(rng)
   images = jax.random.randint(image_rng, (n, *info.image_shape), 0, 256).astype(jnp.uint8)
   labels = jax.random.randint(label_rng, (n,), 0, info.num_classes, jnp.int32)
-  return train.DeviceData(input_pipeline.pad_to_32(images), labels)
+  return datasets.Examples(images, labels)
+
+
+def synthetic_dataset(config, steps: int, train_rng, test_rng) -> datasets.Dataset:
+  """Random training data for `steps` batches, and one evaluation batch, of the config's
+  dataset's shape."""
+  info = datasets.dataset_info(config.dataset)
+  n = steps * config.batch_size
+  return datasets.Dataset(config.dataset, info, f"synthetic {config.dataset}", None, n,
+                          synthetic_examples(train_rng, n, info),
+                          synthetic_examples(test_rng, config.eval_batch_size, info))
 
 
 def _time_calls(call, repeats: int, warmup: int, carry=None):
@@ -115,29 +123,26 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2) -> dict:
   if steps < 1 or repeats < 1 or warmup < 0:
     raise ValueError(f"need steps >= 1, repeats >= 1, warmup >= 0; got {steps}, {repeats}, "
                      f"{warmup}")
-  config_validation.validate(config, jax.device_count())
-  info = datasets.dataset_info(config.dataset)
-  model = models.create_model(config.model, info.num_classes)
-  batch, eval_batch = config.batch_size, config.eval_batch_size
-  tx = optim.sgd(optim.learning_rate_schedule(config, steps), config.momentum,
-                 config.weight_decay)
   init_rng, data_rng, eval_rng, order_rng, train_rng = jax.random.split(
       jax.random.key(config.seed), 5)
-  mesh = parallel.make_mesh()
-  state = jax.jit(functools.partial(train.initial_state, model, tx, image_shape=info.image_shape))(
-      init_rng)
-  state, data, eval_data, train_rng = parallel.replicate(
-      (state, synthetic_data(data_rng, steps * batch, info),
-       synthetic_data(eval_rng, eval_batch, info), train_rng), mesh)
+  experiment = experiment_lib.build(config, jax.device_count(), make_dataset=lambda c: (
+      synthetic_dataset(c, steps, data_rng, eval_rng)))
+  model, info = experiment.model, experiment.dataset.info
+  batch, eval_batch = config.batch_size, config.eval_batch_size
+  layout = parallel.DataParallel()
+  state, train_rng = layout.place([(jax.jit(experiment.initial_state)(init_rng), train_rng)])
+  data, eval_data = (layout.share(steps_lib.to_device(split))
+                     for split in (experiment.dataset.train, experiment.dataset.test))
   batches = np.asarray(jax.random.permutation(order_rng, steps * batch).reshape(steps, batch))
 
   start = time.perf_counter()
-  compiled = train.compile_train_steps(model, tx, info, state, data, train_rng, [batches.shape],
-                                       mesh)[batches.shape]
+  compiled = parallel.CompiledSteps(
+      functools.partial(steps_lib.train_steps, model, experiment.tx, info), layout, state, data,
+      train_rng)[batches.shape]
   compile_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  eval_fn = jax.jit(functools.partial(train.evaluate, model, info, eval_batch, mesh=mesh)).lower(
-      state, eval_data).compile()
+  eval_fn = jax.jit(layout.evaluate(functools.partial(
+      steps_lib.evaluate, model, info, eval_batch))).lower(state, eval_data).compile()
   eval_compile_seconds = time.perf_counter() - start
 
   eval_seconds = _time_calls(lambda _, i: eval_fn(state, eval_data), repeats, warmup)

@@ -1,7 +1,8 @@
 """Checks a config before anything is loaded or compiled, reporting every problem at once.
 
 Fields and types come from `default_config.py` (new fields there are picked up automatically);
-allowed values come from `CHOICES` and `RANGES` below. Types: ints are accepted for floats, tuples
+allowed values from the modules that use them (`models`, `optim`, `datasets`), gathered in
+`CHOICES`, and from `RANGES` below. Types: ints are accepted for floats, tuples
 or lists for sequences, None only where default_config.py has a placeholder (data_dir,
 manual_dir).
 `model.b2_convs` may be any depth >= 1: the reference runs used 2 and 3, the model builds any.
@@ -18,20 +19,22 @@ import jax
 import ml_collections
 
 from ltpa_jax import datasets
-from ltpa_jax import errors
 from ltpa_jax import default_config
+from ltpa_jax import errors
+from ltpa_jax import models
+from ltpa_jax import optim
 
 # Allowed values by field; for a sequence field, a non-empty subset without duplicates.
 CHOICES = {
-    "dataset": datasets.DATASETS,  # the dict itself: datasets registered later count too
-    "lr_schedule": ("piecewise", "step"),
-    "model.normalisation": ("softmax", "sigmoid"),
-    "model.compatibility": ("pc", "dp"),
-    "model.attended_layers": (1, 2, 3),
-    "model.aggregation": ("concat", "indep"),
-    "model.attention_position": ("before", "after"),
-    "model.init": ("kaiming", "xavier"),
-    "model.dtype": ("float32", "bfloat16", "float64"),
+    "dataset": datasets.DATASETS,  # the dicts themselves: entries added later count too
+    "lr_schedule": optim.SCHEDULES,
+    "model.normalisation": models.NORMALISATIONS,
+    "model.compatibility": models.COMPATIBILITIES,
+    "model.attended_layers": models.ATTENDED_LAYERS,
+    "model.aggregation": models.AGGREGATIONS,
+    "model.attention_position": models.ATTENTION_POSITIONS,
+    "model.init_scheme": models.INIT_SCHEMES,
+    "model.dtype": models.DTYPES,
 }
 
 

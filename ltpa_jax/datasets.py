@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -37,10 +38,22 @@ DATASETS = {
 }
 
 
+class Examples(NamedTuple):
+  """Images (N, H, W, C) uint8 and labels (N,) int32: numpy on the host, jax arrays on devices."""
+  images: Any
+  labels: Any
+
+
 @dataclasses.dataclass(frozen=True)
-class Split:
-  images: np.ndarray  # uint8, (N, H, W, C)
-  labels: np.ndarray  # int32, (N,)
+class Dataset:
+  """A dataset as every command needs it, read once: its splits, statistics and names."""
+  name: str
+  info: DatasetInfo
+  label: str  # how reports name the data, e.g. "CIFAR-100 (re-split)"
+  class_names: list[str] | None  # None: not recorded, or the dataset is not prepared
+  num_train: int | None  # training examples a run uses; None: not prepared, unknown
+  train: Examples | None = None  # None: not read
+  test: Examples | None = None
 
 
 def dataset_info(name: str) -> DatasetInfo:
@@ -50,7 +63,7 @@ def dataset_info(name: str) -> DatasetInfo:
   return DATASETS[name]
 
 
-def read_split(source, count: int = 0) -> Split:
+def read_split(source, count: int = 0) -> Examples:
   """Reads the first `count` records (0: every record) of a `tfds.data_source` split, in batches."""
   stop = min(count, len(source)) if count else len(source)
   images, labels = [], []
@@ -58,43 +71,60 @@ def read_split(source, count: int = 0) -> Split:
     records = source.__getitems__(list(range(start, min(start + READ_BATCH, stop))))
     images.append(np.stack([r["image"] for r in records]))
     labels.append(np.asarray([r["label"] for r in records], np.int32))
-  return Split(np.concatenate(images), np.concatenate(labels))
+  return Examples(np.concatenate(images), np.concatenate(labels))
 
 
 def load(
     name: str, data_dir: str | None, manual_dir: str | None = None, prepare: bool = True,
-    train_examples: int = 0
-) -> dict[str, Split]:
-  """Returns the train and test splits of dataset `name` from TFDS `data_dir`.
+    train_examples: int = 0, splits: Sequence[str] = SPLITS
+) -> Dataset:
+  """Dataset `name` from TFDS `data_dir`, with the `splits` given read into memory.
 
-  When `name` is not prepared there and `prepare` is set, prepares it first (TF-free, from the
-  source files in `manual_dir` or downloaded; see `tfds_builders.prepare`); but a `data_dir`
-  that does not exist is refused unless `manual_dir` is given: a download into it is more likely
-  a mistyped path than a wish. With `train_examples`, only the first that many training records
-  are read.
+  When `name` is not prepared there and a split is asked for, prepares it first if `prepare` is
+  set (TF-free, from the source files in `manual_dir` or downloaded; see
+  `tfds_builders.prepare`); but a `data_dir` that does not exist is refused unless `manual_dir`
+  is given: a download into it is more likely a mistyped path than a wish. With no split asked
+  for, nothing is prepared: an unprepared dataset has no class names or sizes. With
+  `train_examples`, only the first that many training records are used.
   """
   info = dataset_info(name)
-  if prepare and data_dir and not os.path.isdir(data_dir) and not manual_dir:  # a typo?
+  unknown = set(splits) - set(SPLITS)
+  if unknown:
+    raise ValueError(f"Unknown splits {sorted(unknown)}; there are {SPLITS}.")
+  missing_dir = bool(data_dir) and not os.path.isdir(data_dir)  # TFDS would log a warning
+  if missing_dir or not tfds_builders.is_prepared(name, data_dir):
+    if not splits:
+      return Dataset(name, info, DISPLAY_NAMES.get(name, name), None, None)
+    _prepare(name, data_dir, manual_dir, prepare)
+  sources = tfds.data_source(name, data_dir=data_dir)
+  counts = {"train": train_examples, "test": 0}
+  read = {split: _checked(name, split, info, _read(name, sources[split], counts[split]))
+          for split in splits}
+  num_train = len(sources["train"])
+  return Dataset(
+      name, info, _label(name, data_dir),
+      list(sources["test"].dataset_info.features["label"].names) or None,
+      min(train_examples, num_train) if train_examples else num_train, **read)
+
+
+def _prepare(name: str, data_dir: str | None, manual_dir: str | None, prepare: bool) -> None:
+  """Prepares `name` in `data_dir` (see `load`), or says why it will not."""
+  if not prepare:
+    files = ", ".join(tfds_builders.source_files(name))
+    raise DatasetUnavailableError(
+        f"Dataset {name!r} is not prepared in data_dir {data_dir}. Load it with prepare=True "
+        f"(from these files in manual_dir, or downloaded: {files})."
+    )
+  if data_dir and not os.path.isdir(data_dir) and not manual_dir:  # a typo?
     raise DatasetUnavailableError(
         f"data_dir {data_dir} does not exist (in {os.getcwd()}). Set config.data_dir to the "
         f"folder that holds the prepared datasets, or create it to have {name!r} downloaded and "
         "prepared there (or set config.manual_dir to the folder of its official files)."
     )
-  if not tfds_builders.is_prepared(name, data_dir):
-    if not prepare:
-      files = ", ".join(tfds_builders.source_files(name))
-      raise DatasetUnavailableError(
-          f"Dataset {name!r} is not prepared in data_dir {data_dir}. Load it with prepare=True "
-          f"(from these files in manual_dir, or downloaded: {files})."
-      )
-    tfds_builders.prepare(name, data_dir, manual_dir)
-  sources = tfds.data_source(name, data_dir=data_dir)
-  counts = {"train": train_examples, "test": 0}
-  return {split: _checked(name, split, info, _read(name, sources[split], counts[split]))
-          for split in SPLITS}
+  tfds_builders.prepare(name, data_dir, manual_dir)
 
 
-def _read(name: str, source, count: int) -> Split:
+def _read(name: str, source, count: int) -> Examples:
   """`read_split`, naming the files and the fix when they cannot be read."""
   try:
     return read_split(source, count)
@@ -107,7 +137,7 @@ def _read(name: str, source, count: int) -> Split:
     ) from e
 
 
-def _checked(name: str, split: str, info: DatasetInfo, data: Split) -> Split:
+def _checked(name: str, split: str, info: DatasetInfo, data: Examples) -> Examples:
   """`data`, after checking its images are uint8 of `info.image_shape` and its labels in range."""
   if data.images.dtype != np.uint8 or data.images.shape[1:] != info.image_shape:
     raise ValueError(
@@ -119,24 +149,12 @@ def _checked(name: str, split: str, info: DatasetInfo, data: Split) -> Split:
   return data
 
 
-def _source_info(name: str, data_dir: str | None):
-  return tfds.data_source(name, data_dir=data_dir)["test"].dataset_info
-
-
-def class_names(name: str, data_dir: str | None) -> list[str] | None:
-  """The label names recorded in the prepared dataset, or None (also when it is not prepared in
-  `data_dir`)."""
-  if not tfds_builders.is_prepared(name, data_dir):
-    return None
-  return list(_source_info(name, data_dir).features["label"].names) or None
-
-
 DISPLAY_NAMES = {"cifar100": "CIFAR-100", "cifar10": "CIFAR-10", "svhn_cropped": "SVHN",
                  "fashion_mnist": "Fashion-MNIST"}
 
 
-def label(name: str, data_dir: str | None) -> str:
-  """How reports name the data, e.g. "CIFAR-100 (re-split)" for the offline re-split.
+def _label(name: str, data_dir: str | None) -> str:
+  """How reports name the prepared data, e.g. "CIFAR-100 (re-split)" for the offline re-split.
 
   Reads the description written on disk (TFDS's dataset_info keeps the one from its code).
   """

@@ -34,8 +34,8 @@ def get_config():
   config.model.attention_position = "before"  # before | after the max-pools
   config.model.b2_convs = 2  # convs in block b2 (the reference table's runs used 3)
   config.model.width_multiplier = 1.0  # scales every channel width (tiny models for tests)
-  config.model.init = "kaiming"  # kaiming: normal fan_in, BN scale ~ N(0, 0.01) |
-  #                                 xavier: uniform gain sqrt(2), BN scale ~ U(0, 1)
+  config.model.init_scheme = "kaiming"  # kaiming: normal fan_in, BN scale ~ N(0, 0.01) |
+  #                                        xavier: uniform gain sqrt(2), BN scale ~ U(0, 1)
   config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (params, BN stats float32) |
   #                                 float64 (tests of exact maths; needs JAX_ENABLE_X64=1)
 

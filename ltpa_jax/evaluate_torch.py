@@ -18,11 +18,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from ltpa_jax import cli
-from ltpa_jax import config_validation
-from ltpa_jax import datasets
-from ltpa_jax import models
+from ltpa_jax import experiment as experiment_lib
+from ltpa_jax import steps
 from ltpa_jax import torch_interop
-from ltpa_jax import train
 
 _CONFIG = cli.define_config_flag()
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "PyTorch checkpoint (.pth).")
@@ -33,20 +31,21 @@ flags.mark_flags_as_required(["config", "checkpoint"])
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, checkpoint: str,
                         scheme: str | None = None) -> dict[str, float]:
-  """Loss and top-1/top-5 error (%) of the checkpoint on `config.dataset`'s test split."""
-  config_validation.validate(config)
-  info = datasets.dataset_info(config.dataset)
-  model = models.create_model(config.model, info.num_classes)
+  """Loss and top-1/top-5 error (%) of the checkpoint on `config.dataset`'s test split, and
+  how reports name that data (`dataset_label`)."""
+  experiment = experiment_lib.build(config, splits=("test",))
+  model, info = experiment.model, experiment.dataset.info
   variables = torch_interop.from_torch(torch_interop.load_pth(checkpoint), model,
                                        info.image_shape[-1], scheme)
-  test = train.to_device(datasets.load(config.dataset, config.data_dir, config.manual_dir)["test"])
-  state = train.TrainState(jnp.zeros((), jnp.int32), variables["params"],
+  test = steps.to_device(experiment.dataset.test)
+  state = steps.TrainState(jnp.zeros((), jnp.int32), variables["params"],
                            variables["batch_stats"], None)
   metrics = jax.device_get(jax.jit(functools.partial(
-      train.evaluate, model, info, config.eval_batch_size))(state, test).compute())
+      steps.evaluate, model, info, config.eval_batch_size))(state, test).compute())
   return {"num_examples": int(test.labels.shape[0]), "loss": float(metrics["loss"]),
           "top1_error": 100 * (1 - float(metrics["accuracy"])),
-          "top5_error": 100 * (1 - float(metrics["top5_accuracy"]))}
+          "top5_error": 100 * (1 - float(metrics["top5_accuracy"])),
+          "dataset_label": experiment.dataset.label}
 
 
 def main(argv):
@@ -54,8 +53,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
   result = evaluate_checkpoint(config, _CHECKPOINT.value, _SCHEME.value)
-  label = datasets.label(config.dataset, config.data_dir)
-  print(f"{_CHECKPOINT.value} on {label} test ({result['num_examples']} examples): "
+  print(f"{_CHECKPOINT.value} on {result['dataset_label']} test "
+        f"({result['num_examples']} examples): "
         f"top-1 error {result['top1_error']:.2f}%, top-5 error {result['top5_error']:.2f}%, "
         f"loss {result['loss']:.4f}")
 

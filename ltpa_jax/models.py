@@ -15,32 +15,45 @@ import jax.numpy as jnp
 
 Dtype = Any
 
-# Compute dtypes by config name; float64 (tests of exact maths) needs jax_enable_x64.
+# The choices of each model field (config_validation checks configs against them), by config name.
+# Compute dtypes; float64 (tests of exact maths) needs jax_enable_x64.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
+NORMALISATIONS = ("softmax", "sigmoid")  # softmax over positions, sum of a*l | sigmoid, mean
+COMPATIBILITIES = ("pc", "dp")  # pc: <u, l + g> | dp: <l, g>
+AGGREGATIONS = ("concat", "indep")  # one classifier on all g_s | one per layer, averaged
+ATTENTION_POSITIONS = ("before", "after")  # attend to l_s before or after its max-pool
+ATTENDED_LAYERS = (1, 2, 3)  # l1 (block 3), l2 (block 4), l3 (block 5)
 
 # Channel widths of blocks b1..b6 and of g, before `width_multiplier`.
 BLOCK_FEATURES = (64, 128, 256, 512, 512, 512)
 GLOBAL_FEATURES = 512
 
 
-def _conv_init(init: str):
-  """Kernel initialiser of convs and linears for an init scheme."""
-  if init == "kaiming":  # torch kaiming_normal_(mode="fan_in", nonlinearity="relu"): plain normal.
-    return nn.initializers.variance_scaling(2.0, "fan_in", "normal")
-  if init == "xavier":  # torch xavier_uniform_(gain=sqrt(2)).
-    return nn.initializers.variance_scaling(2.0, "fan_avg", "uniform")
-  raise ValueError(f"init must be 'kaiming' or 'xavier', got {init!r}")
+# Initialisers by scheme: (kernels of convs and linears, BatchNorm scales).
+INIT_SCHEMES = {
+    # torch kaiming_normal_(mode="fan_in", nonlinearity="relu") (a plain normal); N(0, 0.01).
+    "kaiming": (nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
+                nn.initializers.normal(0.01)),
+    # torch xavier_uniform_(gain=sqrt(2)); torch's default BatchNorm scale init before 1.2.
+    "xavier": (nn.initializers.variance_scaling(2.0, "fan_avg", "uniform"),
+               nn.initializers.uniform(1.0)),
+}
+
+
+def choice(name: str, value, allowed):
+  """`value`, after checking it is one of `allowed` (a ValueError naming the field if not)."""
+  if value not in allowed:
+    raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+  return value
+
+
+def _conv_init(scheme: str):
+  return INIT_SCHEMES[choice("init_scheme", scheme, INIT_SCHEMES)][0]
 
 
 def wide_dtype(dtype: Dtype):
   """The dtype of parameters, statistics and logits: float32, or float64 for a float64 model."""
   return jnp.promote_types(dtype, jnp.float32)
-
-
-def _bn_scale_init(init: str):
-  if init == "kaiming":
-    return nn.initializers.normal(0.01)
-  return nn.initializers.uniform(1.0)
 
 
 class BatchNorm(nn.Module):
@@ -58,7 +71,8 @@ class BatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     features, wide = x.shape[-1], wide_dtype(self.dtype)
-    scale = self.param("scale", _bn_scale_init(self.init_scheme), (features,), wide)
+    _, scale_init = INIT_SCHEMES[choice("init_scheme", self.init_scheme, INIT_SCHEMES)]
+    scale = self.param("scale", scale_init, (features,), wide)
     bias = self.param("bias", nn.initializers.zeros, (features,), wide)
     running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), wide)
     running_var = self.variable("batch_stats", "var", jnp.ones, (features,), wide)
@@ -116,6 +130,8 @@ class LinearAttention(nn.Module):
 
   @nn.compact
   def __call__(self, l, g):
+    choice("compatibility", self.compatibility, COMPATIBILITIES)
+    choice("normalisation", self.normalisation, NORMALISATIONS)
     if self.compatibility == "pc":
       u = self.u if self.u is not None else nn.Conv(
           1, (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme), dtype=l.dtype,
@@ -163,6 +179,10 @@ class VGGAttention(nn.Module):
   def __call__(self, x, train: bool = False):
     if x.shape[1:3] != (32, 32):
       raise ValueError(f"VGGAttention expects 32x32 inputs, got {x.shape[1:3]}; pad or resize.")
+    choice("attention_position", self.attention_position, ATTENTION_POSITIONS)
+    choice("aggregation", self.aggregation, AGGREGATIONS)
+    for s in self.attended_layers:
+      choice("attended_layers", s, ATTENDED_LAYERS)
     x, wide = x.astype(self.dtype), wide_dtype(self.dtype)
     conv_kwargs = dict(kernel_init=_conv_init(self.init_scheme), dtype=self.dtype,
                        param_dtype=wide)
@@ -213,5 +233,5 @@ def create_model(m, num_classes: int) -> VGGAttention:
       num_classes=num_classes, attention=m.attention, normalisation=m.normalisation,
       compatibility=m.compatibility, attended_layers=tuple(m.attended_layers),
       aggregation=m.aggregation, shared_u=m.shared_u, attention_position=m.attention_position,
-      b2_convs=m.b2_convs, width_multiplier=m.width_multiplier, init_scheme=m.init,
-      dtype=DTYPES[m.dtype])
+      b2_convs=m.b2_convs, width_multiplier=m.width_multiplier, init_scheme=m.init_scheme,
+      dtype=DTYPES[choice("dtype", m.dtype, DTYPES)])

@@ -1,4 +1,6 @@
-"""Data parallelism: one 1-D mesh over every device, replicated state and data, split batches.
+"""How a run's arrays and steps are laid out: data parallel (one seed) or a seed axis (replicas).
+
+Data parallelism: one 1-D mesh over every device, replicated state and data, split batches.
 
 Params, optimiser state and the dataset arrays (CIFAR is small) are replicated on every device;
 each SGD step's batch is split over the devices along the batch axis, so the global batch is the
@@ -10,13 +12,19 @@ Several processes (hosts): each calls `jax.distributed.initialize()` before any 
 (`train.py --distributed`); `jax.devices()` then lists every process's devices and the mesh
 spans them all. Every process loads the same data and runs the same program with the same seeds;
 `any_process` keeps their host-side decisions in step.
+
+A seed axis: several runs of one config, one per seed, their states stacked on a leading axis and
+each step vmapped over it (data shared), on one device. `DataParallel` and `SeedAxis` give the
+training loop one interface to both.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 from jax._src import distributed  # the coordination service client: no public barrier yet
 import numpy as np
 from jax.experimental import multihost_utils
@@ -95,3 +103,109 @@ def data_parallel(train_steps, mesh: Mesh | None):
     return train_steps(state, data, shard_batches(batches, mesh), rng, first)
 
   return steps
+
+
+def is_primary() -> bool:
+  """Whether this process writes the run's files and progress (process 0 of several)."""
+  return jax.process_index() == 0
+
+
+class DataParallel:
+  """One run, its batches split over every device of every process; state and data replicated.
+
+  `place`, `join` and `split` take and give one tree per run (here, one): host-local trees,
+  restored trees and the laid-out tree.
+  """
+
+  def __init__(self):
+    self.mesh = make_mesh()
+    self.device_count = self.mesh.size
+
+  def share(self, tree):
+    """Lays out what every run shares (the data)."""
+    return replicate(tree, self.mesh)
+
+  def place(self, trees: Sequence):
+    """Lays out the runs' host-local trees (fresh states, keys)."""
+    (tree,) = trees
+    return self.share(tree)
+
+  def join(self, trees: Sequence):
+    """The runs' trees as laid out, from trees restored in place (`split`'s parts)."""
+    (tree,) = trees
+    return tree
+
+  def split(self, tree) -> list:
+    return [tree]
+
+  def steps(self, train_steps: Callable) -> Callable:
+    """`train_steps(state, data, batches, rng, first)` for this layout."""
+    return data_parallel(train_steps, self.mesh)
+
+  def evaluate(self, evaluate: Callable) -> Callable:
+    """`evaluate(state, data, mesh=...)` as `evaluate(state, data)` for this layout."""
+    return lambda state, data: evaluate(state, data, mesh=self.mesh)
+
+  def batches(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+    """The `batches` argument from each run's rows of batch indices."""
+    (batches,) = rows
+    return batches
+
+  def batches_like(self, shape) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(shape, jnp.int32, sharding=replicated(self.mesh))
+
+  def compute(self, collection) -> list:
+    """Each run's values of a clu metrics Collection, on the host."""
+    return [jax.device_get(collection.compute())]
+
+
+class SeedAxis:
+  """`size` runs of one config, stacked on a leading axis and vmapped, on the default device."""
+
+  def __init__(self, size: int):
+    self.size = size
+    self.device_count = 1
+
+  def share(self, tree):
+    return tree
+
+  def place(self, trees: Sequence):
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+  join = place
+
+  def split(self, tree) -> list:
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(self.size)]
+
+  def steps(self, train_steps: Callable) -> Callable:
+    return jax.vmap(train_steps, in_axes=(0, None, 0, 0, None))
+
+  def evaluate(self, evaluate: Callable) -> Callable:
+    return jax.vmap(evaluate, in_axes=(0, None))
+
+  def batches(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+    return np.stack(rows)
+
+  def batches_like(self, shape) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct((self.size, *shape), jnp.int32)
+
+  def compute(self, collection) -> list:
+    return self.split(jax.device_get(jax.vmap(lambda m: m.compute())(collection)))
+
+
+class CompiledSteps(dict):
+  """`train_steps(state, data, batches, rng, first)` in a layout (state donated), AOT-compiled
+  per shape (steps, batch) of one run's `batches`, on first use."""
+
+  def __init__(self, train_steps: Callable, layout: DataParallel | SeedAxis, state, data, rng):
+    super().__init__()
+    self._jitted = jax.jit(layout.steps(train_steps), donate_argnums=0)
+    self._layout = layout
+    self._abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), (state, data, rng))
+
+  def __missing__(self, shape):
+    state, data, rng = self._abstract
+    self[shape] = self._jitted.lower(state, data, self._layout.batches_like(shape), rng,
+                                     np.int32(0)).compile()
+    return self[shape]

@@ -71,4 +71,7 @@ def read(run_dir: str) -> dict[str, Any]:
   if not os.path.exists(path):
     raise FileNotFoundError(f"No {RESULTS_FILE} in {run_dir}: the run is unfinished or not a run.")
   with open(path) as f:
-    return json.load(f)
+    results = json.load(f)
+  if "config" in results:
+    results["config"] = workdir_lib.renamed(results["config"])
+  return results

@@ -4,7 +4,6 @@
     python -m ltpa_jax.visualize --workdir runs/vgg19_att --images photo1.jpg photo2.png --crop
 """
 
-import functools
 import os
 import sys
 
@@ -15,12 +14,11 @@ import numpy as np
 
 from ltpa_jax import checkpoints
 from ltpa_jax import cli
-from ltpa_jax import datasets
 from ltpa_jax import errors
+from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import image_files
 from ltpa_jax import input_pipeline
 from ltpa_jax import plots
-from ltpa_jax import train
 from ltpa_jax import workdir as workdir_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir (holds config.json, checkpoints).")
@@ -35,8 +33,9 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint (SGD step; default: the l
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir, if not the run's.")
 
 
-def read_run_config(workdir: str):
-  """The config of the attention run in `workdir`; UserError if there is none."""
+def read_run_config(workdir: str, data_dir: str | None = None):
+  """The config of the attention run in `workdir` (reading data from `data_dir` if given);
+  UserError if there is none."""
   path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
   if not os.path.isfile(path):
     raise errors.UserError(f"No {workdir_lib.CONFIG_FILE} in {workdir}: give the workdir of a "
@@ -46,36 +45,33 @@ def read_run_config(workdir: str):
     raise errors.UserError(f"The run in {workdir} has no attention (config.model.attention="
                            "False): give the workdir of a run of an attention config, e.g. "
                            "configs/vgg19_att.py.")
+  if data_dir:
+    config.data_dir = data_dir
   return config
 
 
-def predict(config, workdir: str, images, step=None):
+def predict(experiment, workdir: str, images, step=None):
   """(softmax probabilities (N, classes), attention maps, step) of uint8 images (N, 32, 32, C)
   under the run's checkpoint of SGD `step` (default: the latest)."""
-  info = datasets.dataset_info(config.dataset)
-  model, _, target = train.state_template(config, info)
   with checkpoints.CheckpointManager(workdir) as ckpt:
-    saved, _, step = ckpt.restore(step, target, jax.random.key(0))
-  logits, maps = jax.jit(functools.partial(train.predictions, model, info))(saved["state"], images)
+    saved, _, step = ckpt.restore(step, experiment.abstract_checkpoint(), jax.random.key(0))
+  logits, maps = experiment.predict(saved["state"], images)
   return np.asarray(jax.nn.softmax(logits)), maps, step
 
 
 def render(workdir: str, out: str, indices, step=None, data_dir=None) -> str:
   """Writes the attention grid of test images `indices` under the checkpoint of SGD `step`."""
   plots.check_image_path(out)
-  config = read_run_config(workdir)
-  data_dir = data_dir or config.data_dir
-  test = datasets.load(config.dataset, data_dir, config.manual_dir)["test"]
+  experiment = experiment_lib.build(read_run_config(workdir, data_dir), splits=("test",))
+  test = experiment.dataset.test
   outside = [i for i in indices if not 0 <= i < len(test.labels)]
   if outside:
     raise errors.UserError(f"Test images {outside} do not exist: the test split has "
                            f"{len(test.labels)} images, 0 to {len(test.labels) - 1}.")
-  images, labels = train.fixed_examples(
-      datasets.Split(test.images[np.asarray(indices)], test.labels[np.asarray(indices)]),
-      len(indices))
-  probabilities, maps, step = predict(config, workdir, images, step)
-  plots.save_attention_grid(images, maps, out, labels,
-                            datasets.class_names(config.dataset, data_dir), probabilities)
+  images = np.asarray(input_pipeline.pad_to_32(test.images[np.asarray(indices)]))
+  probabilities, maps, step = predict(experiment, workdir, images, step)
+  plots.save_attention_grid(images, maps, out, test.labels[np.asarray(indices)],
+                            experiment.dataset.class_names, probabilities)
   return f"Wrote {out}: attention of test images {list(indices)} after step {step}."
 
 
@@ -87,21 +83,20 @@ def render_images(workdir: str, out: str, paths, crop=False, step=None, data_dir
   none can be read.
   """
   plots.check_image_path(out)
-  config = read_run_config(workdir)
-  images, names, problems = image_files.read(
-      paths, datasets.dataset_info(config.dataset).image_shape, crop)
+  config = read_run_config(workdir, data_dir)
+  experiment = experiment_lib.build(config, splits=())
+  images, names, problems = image_files.read(paths, experiment.dataset.info.image_shape, crop)
   for problem in problems:
     print(f"error: {problem} Drawing the other images.", file=sys.stderr)
   if images is None:
     raise errors.UserError(f"None of the {len(paths)} files given to --images is an image: "
                            "nothing drawn.")
   images = np.asarray(input_pipeline.pad_to_32(images))
-  probabilities, maps, step = predict(config, workdir, images, step)
-  data_dir = data_dir or config.data_dir
-  class_names = datasets.class_names(config.dataset, data_dir)
+  probabilities, maps, step = predict(experiment, workdir, images, step)
+  class_names = experiment.dataset.class_names
   if class_names is None:
-    print(f"note: {config.dataset!r} is not prepared in data_dir {data_dir}: classes are shown "
-          "by number (give --data_dir for their names).", file=sys.stderr)
+    print(f"note: {config.dataset!r} is not prepared in data_dir {config.data_dir}: classes are "
+          "shown by number (give --data_dir for their names).", file=sys.stderr)
   plots.save_attention_grid(images, maps, out, class_names=class_names,
                             probabilities=probabilities,
                             row_names=[os.path.basename(n) for n in names])

@@ -14,6 +14,8 @@ from ltpa_jax import default_config
 from ltpa_jax import errors
 
 CONFIG_FILE = "config.json"
+# Config fields renamed since runs were recorded: {section: {old name: new name}}.
+RENAMED = {"model": {"init": "init_scheme"}}
 
 
 class ConfigMismatchError(errors.UserError, ValueError):
@@ -27,11 +29,20 @@ def config_dict(config) -> dict[str, Any]:
   return json.loads(json.dumps(config))
 
 
+def renamed(recorded: dict[str, Any]) -> dict[str, Any]:
+  """A recorded config (JSON data) with the fields in RENAMED under their current names."""
+  recorded = dict(recorded)
+  for section, names in RENAMED.items():
+    if isinstance(recorded.get(section), Mapping):
+      recorded[section] = {names.get(k, k): v for k, v in recorded[section].items()}
+  return recorded
+
+
 def read_config(path: str) -> ml_collections.ConfigDict:
   """The config recorded in a run's config.json, typed as default_config.py types its fields
   (JSON lists become tuples, a null a typed placeholder), so that --config.* overrides parse."""
   with open(path) as f:
-    recorded = json.load(f)
+    recorded = renamed(json.load(f))
   config = default_config.get_config()
   config.update(recorded)  # fields default_config.py lacks are kept, for validation to report
   return config
@@ -97,7 +108,7 @@ def check_same_config(workdir: str, config):
     write_json(path, current)
     return
   with open(path) as f:
-    recorded = json.load(f)
+    recorded = renamed(json.load(f))
   old, new = flatten(recorded), flatten(current)
   for key in RESUMABLE_CHANGES:
     old.pop(key, None)

@@ -116,11 +116,9 @@ def fake_dataset(monkeypatch):
   from ltpa_jax import datasets  # pylint: disable=import-outside-toplevel
   from tests import fakes  # pylint: disable=import-outside-toplevel
 
-  splits = {"train": fakes.colour_split(96, 0), "test": fakes.colour_split(50, 3)}
+  fake = fakes.dataset(fakes.colour_split(96, 0), fakes.colour_split(50, 3))
   monkeypatch.setitem(datasets.DATASETS, "fake", fakes.INFO)
-  monkeypatch.setattr(datasets, "load", lambda *args, **kwargs: splits)
-  monkeypatch.setattr(datasets, "class_names", lambda *args: [str(i) for i in range(10)])
-  monkeypatch.setattr(datasets, "label", lambda *args: "fake")
+  monkeypatch.setattr(datasets, "load", lambda *args, **kwargs: fake)
   config = tiny.get_config()
   config.dataset = "fake"
   config.attention_images = 4

@@ -12,18 +12,18 @@ import pytest
 from ltpa_jax import checkpoints
 from ltpa_jax import models
 from ltpa_jax import optim
-from ltpa_jax import train
+from ltpa_jax import steps
 
 
 def _state(seed):
   """A TrainState of a tiny VGGAttention under SGD, every leaf random (momentum included).
 
-  The structure comes from `train.initial_state` through `jax.eval_shape`: running the init
+  The structure comes from `steps.initial_state` through `jax.eval_shape`: running the init
   takes ~20 s on CPU, and random leaves test the round trip better than the init's zeros.
   """
   model = models.VGGAttention(num_classes=10, width_multiplier=1 / 16)
   tx = optim.sgd(0.1, 0.9, 5e-5)
-  shapes = jax.eval_shape(lambda rng: train.initial_state(model, tx, rng, (32, 32, 3)),
+  shapes = jax.eval_shape(lambda rng: steps.initial_state(model, tx, rng, (32, 32, 3)),
                           jax.random.key(0))
   rng = np.random.default_rng(seed)
   leaves, treedef = jax.tree.flatten(shapes)
@@ -55,7 +55,7 @@ def test_round_trip_is_bit_exact_with_opt_state_and_rng(tmp_path):
   with checkpoints.CheckpointManager(str(tmp_path), keep=2) as manager:  # as a new process
     assert manager.latest_step() == 3
     restored, restored_rng, step = manager.restore(None, _state(2), jax.random.key(0))
-  assert step == 3 and isinstance(restored, train.TrainState)
+  assert step == 3 and isinstance(restored, steps.TrainState)
   assert len(jax.tree.leaves(restored.opt_state)) == len(jax.tree.leaves(restored.params))
   _assert_bit_exact(restored, state)
   assert jax.random.key_impl(restored_rng) == jax.random.key_impl(rng)

@@ -15,8 +15,7 @@ import pytest
 from configs import tiny
 from ltpa_jax import checkpoints
 from ltpa_jax import cli
-from ltpa_jax import datasets
-from ltpa_jax import train
+from ltpa_jax import experiment
 from ltpa_jax import workdir as workdir_lib
 from tests import test_checkpoints
 
@@ -48,7 +47,7 @@ def make_run(workdir, data_dir, attention=True):
   if not attention:
     workdir_lib.write_json(str(workdir / "results.json"), {})
     return
-  _, _, template = train.state_template(config, datasets.dataset_info(config.dataset))
+  template = experiment.build(config, splits=()).abstract_checkpoint()
   zeros = jax.tree.map(lambda x: jax.numpy.zeros(x.shape, x.dtype), template)
   with checkpoints.CheckpointManager(str(workdir)) as ckpt:
     for step in (STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH):

@@ -45,8 +45,9 @@ def test_load_prepares_from_manual_dir_then_only_reads(tmp_path, fake_fashion_mn
   data_dir = str(tmp_path / "data")
   data = datasets.load("fashion_mnist", data_dir, manual_dir=str(manual_dir))
   for split, (images, labels) in splits.items():
-    assert data[split].images.dtype == np.uint8 and data[split].labels.dtype == np.int32
-    got = sorted(zip(data[split].labels.tolist(), map(bytes, data[split].images)))
+    read = getattr(data, split)
+    assert read.images.dtype == np.uint8 and read.labels.dtype == np.int32
+    got = sorted(zip(read.labels.tolist(), map(bytes, read.images)))
     assert got == sorted(zip(labels.tolist(), map(bytes, images)))
   before = _snapshot(data_dir)
   datasets.load("fashion_mnist", data_dir, prepare=False)
@@ -113,18 +114,19 @@ def test_train_examples_reads_only_those_records_and_the_same_arrays(tmp_path, f
   part = datasets.load("fashion_mnist", data_dir, train_examples=7)
   assert read == [("train", [0, 1, 2, 3]), ("train", [4, 5, 6]),
                   ("test", [0, 1, 2, 3]), ("test", [4, 5, 6, 7]), ("test", [8, 9])]
-  # The first 7, as train.load_splits sliced them from the whole split before.
-  np.testing.assert_array_equal(part["train"].images, whole["train"].images[:7])
-  np.testing.assert_array_equal(part["train"].labels, whole["train"].labels[:7])
-  np.testing.assert_array_equal(part["test"].images, whole["test"].images)
-  np.testing.assert_array_equal(part["test"].labels, whole["test"].labels)
+  assert (part.num_train, whole.num_train) == (7, 30)
+  # The first 7, as slicing them from the whole split would give.
+  np.testing.assert_array_equal(part.train.images, whole.train.images[:7])
+  np.testing.assert_array_equal(part.train.labels, whole.train.labels[:7])
+  np.testing.assert_array_equal(part.test.images, whole.test.images)
+  np.testing.assert_array_equal(part.test.labels, whole.test.labels)
   more = datasets.load("fashion_mnist", data_dir, train_examples=1000)  # more than there are
-  np.testing.assert_array_equal(more["train"].images, whole["train"].images)
+  np.testing.assert_array_equal(more.train.images, whole.train.images)
 
 
 def test_an_official_split_is_labelled_without_re_split(tmp_path, fake_fashion_mnist):
   data_dir, _ = _prepared_fake(tmp_path, fake_fashion_mnist)
-  assert datasets.label("fashion_mnist", data_dir) == "Fashion-MNIST"
+  assert datasets.load("fashion_mnist", data_dir, splits=()).label == "Fashion-MNIST"
 
 
 def test_unexpected_image_shape_is_reported(tmp_path, fake_fashion_mnist, monkeypatch):
@@ -149,23 +151,28 @@ def test_real_fashion_mnist(fashion_mnist_data_dir):
   data = datasets.load("fashion_mnist", fashion_mnist_data_dir, prepare=False)
   info = datasets.DATASETS["fashion_mnist"]
   for split, n in (("train", 60_000), ("test", 10_000)):
-    assert data[split].images.shape == (n, 28, 28, 1)
-    np.testing.assert_array_equal(np.bincount(data[split].labels, minlength=10), [n // 10] * 10)
-  pixels = data["train"].images / 255.0
+    read = getattr(data, split)
+    assert read.images.shape == (n, 28, 28, 1)
+    np.testing.assert_array_equal(np.bincount(read.labels, minlength=10), [n // 10] * 10)
+  pixels = data.train.images / 255.0
   assert abs(pixels.mean() - info.mean[0]) < 1e-3 and abs(pixels.std() - info.std[0]) < 1e-3
 
 
 def test_real_cifar100_resplit(cifar100_data_dir):
   data = datasets.load("cifar100", cifar100_data_dir, prepare=False)
-  assert datasets.label("cifar100", cifar100_data_dir) == "CIFAR-100 (re-split)"
+  assert data.label == "CIFAR-100 (re-split)" and data.num_train == 50_000
   for split, n in (("train", 50_000), ("test", 10_000)):
-    assert data[split].images.shape == (n, 32, 32, 3) and data[split].images.dtype == np.uint8
-    assert data[split].labels.min() == 0 and data[split].labels.max() == 99
-    np.testing.assert_array_equal(np.bincount(data[split].labels, minlength=100), [n // 100] * 100)
+    read = getattr(data, split)
+    assert read.images.shape == (n, 32, 32, 3) and read.images.dtype == np.uint8
+    assert read.labels.min() == 0 and read.labels.max() == 99
+    np.testing.assert_array_equal(np.bincount(read.labels, minlength=100), [n // 100] * 100)
 
 
-def test_class_names_of_a_prepared_dataset_and_none_without_preparing(cifar100_data_dir, tmp_path):
-  names = datasets.class_names("cifar100", cifar100_data_dir)
-  assert len(names) == 100 and names[:2] == ["apple", "aquarium_fish"]
-  assert datasets.class_names("cifar100", str(tmp_path / "none")) is None
+def test_names_and_sizes_without_reading_and_none_without_preparing(cifar100_data_dir, tmp_path):
+  names_only = datasets.load("cifar100", cifar100_data_dir, splits=(), train_examples=640)
+  assert names_only.train is None and names_only.test is None and names_only.num_train == 640
+  assert len(names_only.class_names) == 100
+  assert names_only.class_names[:2] == ["apple", "aquarium_fish"]
+  absent = datasets.load("cifar100", str(tmp_path / "none"), splits=())
+  assert (absent.class_names, absent.num_train, absent.label) == (None, None, "CIFAR-100")
   assert not (tmp_path / "none").exists()  # nothing prepared, nothing downloaded

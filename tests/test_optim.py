@@ -20,7 +20,7 @@ def schedule_config(**overrides):
 def test_piecewise_schedule_drops_tenfold_exactly_at_the_epoch_boundaries():
   """The float32 schedule of the runs: 0.1, up to 3 factors 0.1 and their products are rounded,
   at most 7 roundings of 2**-24 (6e-8): within 4.2e-7 < 1e-6 of the decimal values."""
-  schedule = optim.learning_rate_schedule(schedule_config(), steps_per_epoch=782)
+  schedule = optim.learning_rate_schedule(schedule_config(), steps_per_pass=782)
   for step, lr in [(0, 0.1), (50 * 782 - 1, 0.1), (50 * 782, 0.01), (70 * 782 - 1, 0.01),
                    (70 * 782, 0.001), (90 * 782, 1e-4), (100 * 782, 1e-4)]:
     assert float(schedule(step)) == pytest.approx(lr, rel=1e-6), step
@@ -28,7 +28,7 @@ def test_piecewise_schedule_drops_tenfold_exactly_at_the_epoch_boundaries():
 
 def test_step_schedule_halves_every_k_epochs_of_several_passes():
   config = schedule_config(lr_schedule="step", lr_step_epochs=25, lr_decay=0.5, passes_per_epoch=3)
-  schedule = optim.learning_rate_schedule(config, steps_per_epoch=391)
+  schedule = optim.learning_rate_schedule(config, steps_per_pass=391)
   epoch = 3 * 391
   assert float(schedule(25 * epoch - 1)) == pytest.approx(0.1)
   assert float(schedule(25 * epoch)) == pytest.approx(0.05)

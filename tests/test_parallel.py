@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltpa_jax import datasets, models, optim, parallel, train
+from ltpa_jax import datasets, models, optim, parallel, steps
 from tests import exact
 
 
@@ -47,11 +47,11 @@ class Small(nn.Module):  # the project's conv/BatchNorm block: compiles in secon
 assert jax.device_count() == 8 and jax.config.jax_enable_x64, jax.devices()
 INFO = datasets.DatasetInfo(10, (32, 32, 3), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 model, tx = Small(), optim.sgd(0.05, 0.9, 5e-4)
-state = jax.jit(functools.partial(train.initial_state, model, tx, image_shape=(32, 32, 3)))(
+state = jax.jit(functools.partial(steps.initial_state, model, tx, image_shape=(32, 32, 3)))(
     jax.random.key(0))
 rng = np.random.default_rng(0)
-data = train.DeviceData(jnp.asarray(rng.integers(0, 256, (96, 32, 32, 3), np.uint8)),
-                        jnp.asarray(rng.integers(0, 10, 96).astype(np.int32)))
+data = datasets.Examples(jnp.asarray(rng.integers(0, 256, (96, 32, 32, 3), np.uint8)),
+                         jnp.asarray(rng.integers(0, 10, 96).astype(np.int32)))
 batches = jnp.asarray(rng.permutation(96).reshape(3, 1, 32).astype(np.int32))
 key = jax.random.key(3)
 
@@ -60,14 +60,14 @@ assert mesh.size == 8
 shared_state, shared_data = parallel.replicate((state, data), mesh)
 assert shared_data.images.sharding.is_fully_replicated
 assert len(shared_data.images.sharding.device_set) == 8
-steps = functools.partial(train.train_steps, model, tx, INFO)
-sharded = jax.jit(parallel.data_parallel(steps, mesh), donate_argnums=0).lower(
+train_steps = functools.partial(steps.train_steps, model, tx, INFO)
+sharded = jax.jit(parallel.data_parallel(train_steps, mesh), donate_argnums=0).lower(
     shared_state, shared_data, jax.ShapeDtypeStruct((1, 32), jnp.int32), key,
     np.int32(0)).compile()
 # Really split: the first conv sees 32 / 8 = 4 images per device, never the whole batch.
 convs = set(re.findall(r"f64\\[(\\d+),32,32,8\\]\\S* convolution\\(", sharded.as_text()))
 assert convs == {"4"}, convs
-single = train.compile_train_steps(model, tx, INFO, state, data, key, [(1, 32)])[(1, 32)]
+single = jax.jit(train_steps, donate_argnums=0)
 
 one, many = jax.tree.map(jnp.copy, state), shared_state
 for i in range(3):

@@ -89,7 +89,7 @@ def test_reference_table_recipe(name):
   assert config.model.b2_convs == 3
   assert optimiser(config) == (64, 0.1, 0.9, 1e-4, "piecewise", 100, 1)
   assert tuple(config.lr_boundaries_epochs) == (50, 70, 90) and config.lr_decay == 0.1
-  assert config.model.init == "kaiming"
+  assert config.model.init_scheme == "kaiming"
   if config.model.attention:
     assert (config.model.normalisation, config.model.shared_u) == ("sigmoid", True)
 
@@ -117,7 +117,7 @@ def test_other_datasets_change_only_the_dataset(dataset, model):
 def test_saoyan_recipe():
   before, after = get_config("saoyan_att_before"), get_config("saoyan_att_after")
   assert optimiser(before) == (128, 0.1, 0.9, 5e-4, "step", 300, 3)
-  assert (before.lr_step_epochs, before.lr_decay, before.model.init) == (25, 0.5, "xavier")
+  assert (before.lr_step_epochs, before.lr_decay, before.model.init_scheme) == (25, 0.5, "xavier")
   assert (before.model.normalisation, before.model.aggregation) == ("softmax", "concat")
   assert before.model.attention_position == "before"
   after_dict = after.to_dict()
@@ -145,7 +145,7 @@ def test_paper_config_scales_the_reference_schedule_to_300_epochs():
       True, "softmax", "pc", "concat", False)
   assert tuple(m.attended_layers) == (1, 2, 3)
   assert optimiser(config) == (64, 0.1, 0.9, 5e-5, "piecewise", 300, 1)
-  steps_per_epoch = -(-CIFAR100_TRAIN // config.batch_size)
-  schedule = optim.learning_rate_schedule(config, steps_per_epoch)  # float32: 8 ulps allowed
+  steps_per_pass = -(-CIFAR100_TRAIN // config.batch_size)  # one pass an epoch
+  schedule = optim.learning_rate_schedule(config, steps_per_pass)  # float32: 8 ulps allowed
   for epoch, lr in [(149, 0.1), (150, 0.01), (210, 1e-3), (270, 1e-4), (299, 1e-4)]:
-    assert float(schedule(epoch * steps_per_epoch)) == pytest.approx(lr, rel=1e-6), epoch
+    assert float(schedule(epoch * steps_per_pass)) == pytest.approx(lr, rel=1e-6), epoch

@@ -10,10 +10,12 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from ltpa_jax import checkpoints
+from ltpa_jax import experiment
 from ltpa_jax import optim
 from ltpa_jax import train
 from tests import exact
@@ -66,10 +68,7 @@ def final_state(workdir):
   with open(pathlib.Path(workdir) / "history.json") as f:
     history = [{k: v for k, v in h.items() if k not in TIMING} for h in json.load(f)]
   config = json.loads((pathlib.Path(workdir) / "config.json").read_text())
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  from ltpa_jax import datasets  # pylint: disable=import-outside-toplevel
-  config = ml_collections.ConfigDict(config)
-  _, _, target = train.state_template(config, datasets.dataset_info(config.dataset))
+  target = experiment.build(ml_collections.ConfigDict(config), splits=()).abstract_checkpoint()
   with checkpoints.CheckpointManager(str(workdir)) as ckpt:
     saved, _, _ = ckpt.restore(step, target, jax.random.key(0))
   return step, jax.tree.leaves(saved), history, path
@@ -116,12 +115,12 @@ def test_ctrl_c_saves_prints_a_resume_command_that_ends_like_an_uninterrupted_ru
   code, output = run_until(workdir, prepared_fake_data, "Compiled", signal.SIGINT)
   assert code == 0, output
   assert "SIGINT: saving a checkpoint after the current call, then exiting; Ctrl-C again" in output
-  saved = re.search(r"SIGINT: saved step (\d+) \((within|end of) epoch (\d)\) to .*To resume, run "
+  saved = re.search(r"SIGINT: saved step (\d+) \((in|end of) epoch (\d)\) to .*To resume, run "
                     r"the same command: (\S+ -m ltpa_jax .*)\n", output)
   assert saved, output
   step = int(saved.group(1))
   epoch, done = divmod(step, 4)  # 4 steps a pass (8, 8, 8 and 6 images); typically 0 < step < 4
-  assert step < 16 and saved.group(2, 3) == (("within", str(epoch + 1)) if done else
+  assert step < 16 and saved.group(2, 3) == (("in", str(epoch + 1)) if done else
                                              ("end of", str(epoch))), output
   resumed = subprocess.run(shlex.split(saved.group(4)), cwd=REPO, capture_output=True, text=True,
                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=300)
@@ -163,8 +162,8 @@ def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint
     fake_dataset, tmp_path, monkeypatch):
   """Epoch 1 trains normally; from epoch 2 the learning rate is absurd (1e30)."""
   schedule = optim.learning_rate_schedule
-  monkeypatch.setattr(optim, "learning_rate_schedule", lambda config, steps_per_epoch: (
-      lambda step: jax.numpy.where(step < 3, schedule(config, steps_per_epoch)(step), 1e30)))
+  monkeypatch.setattr(optim, "learning_rate_schedule", lambda config, steps_per_pass: (
+      lambda step: jax.numpy.where(step < 3, schedule(config, steps_per_pass)(step), 1e30)))
   with pytest.raises(train.NonFiniteLossError, match=r"at step \d+ \(epoch 2, step \d of pass 1\)"
                      r".*last good state"):
     train.train_and_evaluate(fake_dataset, str(tmp_path))

@@ -19,8 +19,8 @@ from ltpa_jax import evaluate_torch
 from ltpa_jax import input_pipeline
 from ltpa_jax import models
 from ltpa_jax import optim
+from ltpa_jax import steps
 from ltpa_jax import torch_interop
-from ltpa_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # The reference table's runs, and the later code's softmax variant (kwargs of both models).
@@ -142,7 +142,7 @@ def test_forward_matches_pytorch(ref, scheme, variant, width):
 
 
 def test_sgd_steps_match_torch_optim_sgd(ref, monkeypatch):
-  """Two steps of train.train_step (augmentation off) against torch.optim.SGD, float64 and 32.
+  """Two steps of steps.train_step (augmentation off) against torch.optim.SGD, float64 and 32.
 
   Step 1 tests the gradients, step 2 the momentum. Torch float32 gets the inputs rounded as
   train_step's float32 normalisation rounds them. The float64 runs normalise in float64, as
@@ -165,9 +165,9 @@ def test_sgd_steps_match_torch_optim_sgd(ref, monkeypatch):
       model = models.VGGAttention(width_multiplier=TINY, dtype=dtype, **SEED_TABLE)
       variables = torch_interop.from_torch(start, model)
       tx = optim.sgd(lr, momentum, weight_decay)
-      state = train.TrainState(jnp.zeros((), jnp.int32), variables["params"],
+      state = steps.TrainState(jnp.zeros((), jnp.int32), variables["params"],
                                variables["batch_stats"], tx.init(variables["params"]))
-      step = jax.jit(functools.partial(train.train_step, model, tx, info))
+      step = jax.jit(functools.partial(steps.train_step, model, tx, info))
       runs[name] = []
       for images, labels in batches:
         state, metrics = step(state, images, labels, jax.random.key(0))
@@ -308,7 +308,7 @@ def test_package_does_not_import_torch():
 ], ids=["saoyan-dataparallel", "vgg19-reference-strict"])
 def test_evaluate_torch_command_on_a_fake_dataset(ref, tmp_path, fake_fashion_mnist, capsys,
                                                   monkeypatch, scheme, variant, note):
-  """The command's printed errors equal train.evaluate on the converted variables, and PyTorch's.
+  """The command's printed errors equal steps.evaluate on the converted variables, and PyTorch's.
 
   A wrapped DataParallel state_dict; and the reference module's own VGG19 state_dict, with its
   unused `projector` and `op`, which are ignored with a note.
@@ -341,13 +341,13 @@ def test_evaluate_torch_command_on_a_fake_dataset(ref, tmp_path, fake_fashion_mn
   top1, top5 = float(match[1]), float(match[2])
 
   images, labels = splits["test"]
-  data = train.to_device(datasets.Split(images, labels.astype(np.int32)))
+  data = steps.to_device(datasets.Examples(images, labels.astype(np.int32)))
   model = models.VGGAttention(num_classes=10, width_multiplier=TINY, **variant)
   variables = torch_interop.from_torch(state_dict(torch_model), model, channels=1)
-  state = train.TrainState(jnp.zeros((), jnp.int32), variables["params"],
+  state = steps.TrainState(jnp.zeros((), jnp.int32), variables["params"],
                            variables["batch_stats"], None)
   info = datasets.DATASETS["fashion_mnist"]
-  direct = train.evaluate(model, info, 4, state, data).compute()
+  direct = steps.evaluate(model, info, 4, state, data).compute()
   assert (top1, top5) == (round(100 * (1 - float(direct["accuracy"])), 2),
                           round(100 * (1 - float(direct["top5_accuracy"])), 2))
 

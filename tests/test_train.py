@@ -13,6 +13,8 @@ import pytest
 from configs import tiny
 from ltpa_jax import models
 from ltpa_jax import optim
+from ltpa_jax import recorder
+from ltpa_jax import steps
 from ltpa_jax import train
 from ltpa_jax import visualize
 from tests import exact
@@ -26,36 +28,33 @@ fake_split = fakes.colour_split
 def setup(lr=0.05, **model_kwargs):
   model = models.VGGAttention(num_classes=10, width_multiplier=1 / 16, **model_kwargs)
   tx = optim.sgd(lr, 0.9, 5e-4)
-  state = jax.jit(functools.partial(train.initial_state, model, tx, image_shape=(32, 32, 3)))(
+  state = jax.jit(functools.partial(steps.initial_state, model, tx, image_shape=(32, 32, 3)))(
       jax.random.key(0))
   return model, tx, state
 
 
-
-
-def test_chunk_shapes_cover_every_example_once():
-  assert train.chunk_shapes(50_000, 64, 0) == [(781, 64), (1, 16)]
-  assert train.chunk_shapes(50_000, 64, 100) == [(100, 64), (81, 64), (1, 16)]
-  assert train.chunk_shapes(128, 64, 1) == [(1, 64)]
-  assert train.chunk_shapes(10, 64, 0) == [(1, 10)]
-
-
-def test_a_pass_trains_the_remainder_batch_and_splitting_into_calls_changes_nothing(x64):
-  """One scan or calls of 2 steps: other compiled programs, the same maths (float64)."""
+def test_splitting_steps_into_calls_changes_nothing_and_the_remainder_trains(x64):
+  """A pass of 70 examples as one scan of 4 steps then the remainder, or as calls of 2, 2 and 1
+  steps: other compiled programs, the same maths (float64)."""
   model, tx, state = setup(dtype=jnp.float64)
-  data = train.to_device(fake_split(70))
-  shapes = {*train.chunk_shapes(70, 16, 0), *train.chunk_shapes(70, 16, 2)}
-  assert shapes == {(4, 16), (2, 16), (1, 6)}
-  compiled = train.compile_train_steps(model, tx, INFO, state, data, jax.random.key(0), shapes)
-  empty = train.empty_metrics(train.TrainMetrics, state.params)
-  run = lambda steps_per_call: train.train_pass(
-      compiled, 16, steps_per_call, jax.tree.map(jnp.copy, state), empty, data,
-      jax.random.key(5))
-  one_scan, metrics, steps = run(0)
-  assert int(one_scan.step) == steps == 5  # 4 x 16 + 6 examples
-  assert int(metrics.loss.count) == 70
-  two_per_call, two_metrics, _ = run(2)
-  exact.assert_trees_close(two_per_call, one_scan, atol=exact.noise_floor(one_scan))
+  data = steps.to_device(fake_split(70))
+  full, rest = jax.device_get(steps.shuffled_batches(jax.random.key(1), 70, 16))
+  assert full.shape == (4, 16) and rest.shape == (6,)
+  run = jax.jit(functools.partial(steps.train_steps, model, tx, INFO))
+  key = jax.random.key(5)
+
+  def pass_in_calls(calls):
+    current, totals = jax.tree.map(jnp.copy, state), steps.empty_metrics(steps.TrainMetrics,
+                                                                       state.params)
+    for batches, first in calls:
+      current, call_metrics, _ = run(current, data, batches, key, first)
+      totals = totals.merge(call_metrics)
+    return current, totals
+
+  one_scan, metrics = pass_in_calls([(full, 0), (rest[None], 4)])
+  assert int(one_scan.step) == 5 and int(metrics.loss.count) == 70  # 4 x 16 + 6 examples
+  in_twos, two_metrics = pass_in_calls([(full[:2], 0), (full[2:], 2), (rest[None], 4)])
+  exact.assert_trees_close(in_twos, one_scan, atol=exact.noise_floor(one_scan))
   exact.assert_trees_close(two_metrics.compute(), metrics.compute())
 
 
@@ -63,8 +62,8 @@ def test_evaluate_counts_every_example_and_matches_a_direct_computation(x64):
   """Batched, padded and masked, or all at once: the same maths (float64)."""
   model, _, state = setup(dtype=jnp.float64)
   split = fake_split(203, seed=1)  # 3 batches of 100, the last padded and masked
-  metrics = jax.jit(functools.partial(train.evaluate, model, INFO, 100))(
-      state, train.to_device(split)).compute()
+  metrics = jax.jit(functools.partial(steps.evaluate, model, INFO, 100))(
+      state, steps.to_device(split)).compute()
   logits, _ = jax.jit(lambda s, x: model.apply(
       {"params": s.params, "batch_stats": s.batch_stats}, x))(
           state, (split.images / 255.0 - 0.5) / 0.25)
@@ -81,11 +80,11 @@ def fixed_batch_losses(seed: int = 0) -> list[float]:
   """The losses of 100 augmented SGD steps (lr 0.02) on 16 fixed images, init key `seed`."""
   model = models.VGGAttention(num_classes=10, width_multiplier=1 / 16)
   tx = optim.sgd(0.02, 0.9, 5e-4)
-  state = jax.jit(functools.partial(train.initial_state, model, tx, image_shape=(32, 32, 3)))(
+  state = jax.jit(functools.partial(steps.initial_state, model, tx, image_shape=(32, 32, 3)))(
       jax.random.key(seed))
   split = fake_split(16, seed=2)
   images, labels = jnp.asarray(split.images), jnp.asarray(split.labels)
-  step = jax.jit(functools.partial(train.train_step, model, tx, INFO))
+  step = jax.jit(functools.partial(steps.train_step, model, tx, INFO))
   losses = []
   for i in range(100):
     state, metrics = step(state, images, labels, jax.random.key(i))
@@ -139,7 +138,8 @@ def cifar100_learning_config(data_dir: str, seed: int = 0):
   """The setup of test_tiny_model_learns_cifar100_resplit (benchmarks/learning_spread.py)."""
   config = tiny.get_config()
   config.data_dir = data_dir
-  config.model.init = "xavier"  # BN scale ~ U(0, 1): kaiming's ~ N(0, 0.01) barely moves in 300
+  # BN scale ~ U(0, 1): kaiming's ~ N(0, 0.01) barely moves in 300 steps.
+  config.model.init_scheme = "xavier"
   config.batch_size = 64
   config.train_examples = 300 * 64
   config.num_epochs = 1
@@ -171,10 +171,11 @@ def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path, capsys)
 def test_epoch_progress_reports_the_epoch_share_and_the_rate_of_this_process(capsys, monkeypatch):
   """A resumed epoch: 40 of 100 images were done before; this process has trained 20 in 10 s."""
   clock = iter([0.0, 10.0, 10.0, 11.0])
-  monkeypatch.setattr(train.time, "perf_counter", lambda: next(clock))
-  progress = train.EpochProgress("epoch 2/5", 100, every=5.0)
-  progress.update(40, 20)  # at 10 s: a line
-  progress.update(40, 22)  # at 10 s: none, 5 s have not passed
-  progress.update(40, 60)  # at 11 s, the epoch is done: none, the epoch line follows
+  monkeypatch.setattr(recorder.time, "perf_counter", lambda: next(clock))
+  progress = recorder.EpochProgress("epoch 2/5", 100, done=40, every=5.0)
+  progress.update(60, 20)  # at 10 s: a line
+  progress.update(62, 2)  # at 10 s: none, 5 s have not passed
+  progress.update(100, 38)  # at 11 s, the epoch is done: none, the epoch line follows
+  assert progress.trained == 60
   assert capsys.readouterr().out == (
       "  epoch 2/5: 60/100 images (60%), 2 images/s, epoch eta 20s\n")

@@ -2,18 +2,18 @@
 their top-3 classes and attention maps; a file that is not an image is named and left out."""
 
 import re
-import subprocess
-import sys
 
 import jax
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow_datasets as tfds
 
 from configs import tiny
 from ltpa_jax import checkpoints
 from ltpa_jax import datasets
 from ltpa_jax import errors
+from ltpa_jax import experiment
 from ltpa_jax import image_files
 from ltpa_jax import train
 from ltpa_jax import visualize
@@ -44,10 +44,10 @@ def write_images(folder):
 def direct_probabilities(config, workdir, paths):
   """Softmax of the logits of the model applied by hand: each image over white, grayscale,
   resized to 28x28 (bicubic), zero-padded to 32x32, normalised."""
-  info = datasets.dataset_info(config.dataset)
-  model, _, target = train.state_template(config, info)
+  built = experiment.build(config, splits=())
+  model, info = built.model, built.dataset.info
   with checkpoints.CheckpointManager(str(workdir)) as ckpt:
-    state = ckpt.restore(None, target, jax.random.key(0))[0]["state"]
+    state = ckpt.restore(None, built.abstract_checkpoint(), jax.random.key(0))[0]["state"]
   images = []
   for path in paths:
     with Image.open(path) as image:
@@ -68,10 +68,15 @@ def fast_random_init():
 
 
 def test_own_images_are_drawn_with_their_top3_and_bad_files_named(prepared_fake_data, tmp_path,
-                                                                   fast_random_init, capsys):
+                                                                   fast_random_init, capsys,
+                                                                   monkeypatch):
   config = tiny_config(prepared_fake_data)
   workdir = tmp_path / "run"
-  train.train_and_evaluate(config, str(workdir))
+  opened, data_source = [], tfds.data_source
+  with monkeypatch.context() as patch:
+    patch.setattr(tfds, "data_source", lambda *a, **k: opened.append(a) or data_source(*a, **k))
+    train.train_and_evaluate(config, str(workdir))
+  assert len(opened) == 1  # the dataset is read once: splits, label and class names
   assert (workdir / "attention_test.png").is_file()  # with true and predicted classes
   paths = write_images(tmp_path)
   out = tmp_path / "mine.png"
@@ -88,7 +93,7 @@ def test_own_images_are_drawn_with_their_top3_and_bad_files_named(prepared_fake_
   assert wrote == f"Wrote {out}: attention of 2 images after step 3."  # 30 images / 10 a step
   good = [paths[0], paths[2]]
   expected = direct_probabilities(config, workdir, good)
-  names = datasets.class_names(config.dataset, prepared_fake_data)
+  names = datasets.load(config.dataset, prepared_fake_data, splits=()).class_names
   for path, line, row in zip(good, lines, expected, strict=True):
     shown = re.fullmatch(rf"{re.escape(path)}: (.+) ([\d.]+)%, (.+) ([\d.]+)%, (.+) ([\d.]+)%",
                          line)
@@ -99,8 +104,9 @@ def test_own_images_are_drawn_with_their_top3_and_bad_files_named(prepared_fake_
     assert classes == list(np.argsort(-row, kind="stable")[:3])
     np.testing.assert_allclose(percents, 100 * row[classes], atol=0.006)
   images, read, problems = image_files.read(paths, (28, 28, 1))  # in process: exact
-  probabilities, maps, step = visualize.predict(config, str(workdir), np.pad(
-      images, ((0, 0), (2, 2), (2, 2), (0, 0))))
+  probabilities, maps, step = visualize.predict(
+      experiment.build(config, splits=()), str(workdir),
+      np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))))
   assert read == good and len(problems) == 2 and step == 3
   np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-7)
   assert {m.shape for m in maps.values()} <= {(2, 32, 32), (2, 16, 16), (2, 8, 8)}

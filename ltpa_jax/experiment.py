@@ -14,6 +14,7 @@ from ltpa_jax import config_validation
 from ltpa_jax import datasets
 from ltpa_jax import models
 from ltpa_jax import optim
+from ltpa_jax import plan as plan_lib
 from ltpa_jax import steps
 
 
@@ -25,7 +26,7 @@ class Experiment:
   model: models.VGGAttention
   schedule: optax.Schedule
   tx: optax.GradientTransformation
-  steps_per_pass: int | None  # None: the dataset's size is unknown (not prepared, not read)
+  plan: plan_lib.Plan | None  # where each step falls; None: the dataset's size is unknown
 
   def initial_state(self, rng) -> steps.TrainState:
     return steps.initial_state(self.model, self.tx, rng, self.dataset.info.image_shape)
@@ -55,10 +56,9 @@ def build(config: ml_collections.ConfigDict, num_devices: int = 1,
   else:
     dataset = datasets.load(config.dataset, config.data_dir, config.manual_dir,
                             train_examples=config.train_examples, splits=splits)
-  steps_per_pass = -(-dataset.num_train // config.batch_size) if dataset.num_train else None
-  # Unknown sizes: the optimiser state has the same structure for every steps_per_pass.
-  schedule = optim.learning_rate_schedule(config, steps_per_pass or 1)
+  plan = plan_lib.for_config(config, dataset.num_train) if dataset.num_train else None
+  # Unknown sizes: the optimiser state has the same structure for every pass length.
+  schedule = optim.learning_rate_schedule(config, plan.steps_per_pass if plan else 1)
   return Experiment(config, dataset, models.create_model(config.model, dataset.info.num_classes),
-                    schedule, optim.sgd(schedule, config.momentum, config.weight_decay),
-                    steps_per_pass)
+                    schedule, optim.sgd(schedule, config.momentum, config.weight_decay), plan)
 

@@ -93,7 +93,7 @@ class Trainer:
                stack: contextlib.ExitStack):
     config, dataset = experiment.config, experiment.dataset
     self.experiment, self.layout, self.runs, self._stack = experiment, layout, runs, stack
-    self.plan = plan_lib.for_config(config, dataset.num_train)
+    self.plan = experiment.plan
     self.train_data, self.test_data = (layout.share(steps.to_device(split))
                                        for split in (dataset.train, dataset.test))
     keys = [jax.random.split(jax.random.key(run_config.seed)) for _, run_config in runs]

@@ -4,7 +4,8 @@
         --steps 100 --out bench.json
 
 Compiles `steps.train_steps` for one call of `--steps` steps (AOT; the compile time is reported
-apart), runs warm-up calls, then times `--repeats` calls; likewise `steps.evaluate` on
+apart, and how many programs came from the compilation cache: `--compilation_cache=` measures a
+cold compile), runs warm-up calls, then times `--repeats` calls; likewise `steps.evaluate` on
 `eval_batch_size` images. Data are random uint8 images made on the device: no dataset is read.
 On several devices each batch, training and evaluation, is split over them (`parallel`).
 XLA:CPU runs conv weight gradients far slower inside loops: on CPU use `--steps 1`.
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltpa_jax import cli
+from ltpa_jax import compilation_cache
 from ltpa_jax import datasets
 from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import models
@@ -118,32 +120,42 @@ def _time_calls(call, repeats: int, warmup: int, carry=None):
   return time.perf_counter() - start
 
 
-def run(config, steps: int, repeats: int = 10, warmup: int = 2) -> dict:
-  """Benchmarks `config`: training calls of `steps` steps, and evaluation; returns the results."""
-  if steps < 1 or repeats < 1 or warmup < 0:
-    raise ValueError(f"need steps >= 1, repeats >= 1, warmup >= 0; got {steps}, {repeats}, "
-                     f"{warmup}")
-  init_rng, data_rng, eval_rng, order_rng, train_rng = jax.random.split(
-      jax.random.key(config.seed), 5)
-  experiment = experiment_lib.build(config, jax.device_count(), make_dataset=lambda c: (
+def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
+        seed_layout: str = "vmap") -> dict:
+  """Benchmarks `config`: training calls of `steps` steps, and evaluation; returns the results.
+
+  With `seeds` > 1, that many runs train together on one device (`parallel.SeedAxis` in
+  `seed_layout`) and the images per second count every run's images; else one run is data
+  parallel over every device.
+  """
+  if steps < 1 or repeats < 1 or warmup < 0 or seeds < 1:
+    raise ValueError(f"need steps >= 1, repeats >= 1, warmup >= 0, seeds >= 1; got {steps}, "
+                     f"{repeats}, {warmup}, {seeds}")
+  data_rng, eval_rng, order_rng, *run_rngs = jax.random.split(jax.random.key(config.seed),
+                                                              3 + seeds)
+  layout = parallel.DataParallel() if seeds == 1 else parallel.SeedAxis(seeds, seed_layout)
+  experiment = experiment_lib.build(config, layout.device_count, make_dataset=lambda c: (
       synthetic_dataset(c, steps, data_rng, eval_rng)))
   model, info = experiment.model, experiment.dataset.info
   batch, eval_batch = config.batch_size, config.eval_batch_size
-  layout = parallel.DataParallel()
-  state, train_rng = layout.place([(jax.jit(experiment.initial_state)(init_rng), train_rng)])
+  init = jax.jit(experiment.initial_state)
+  state, train_rng = layout.place([(init(init_rng), train_rng) for init_rng, train_rng in (
+      jax.random.split(rng) for rng in run_rngs)])
   data, eval_data = (layout.share(steps_lib.to_device(split))
                      for split in (experiment.dataset.train, experiment.dataset.test))
-  batches = np.asarray(jax.random.permutation(order_rng, steps * batch).reshape(steps, batch))
+  batches = layout.batches([np.asarray(jax.random.permutation(
+      order_rng, steps * batch).reshape(steps, batch))] * seeds)
 
-  start = time.perf_counter()
-  compiled = parallel.CompiledSteps(
-      functools.partial(steps_lib.train_steps, model, experiment.tx, info), layout, state, data,
-      train_rng)[batches.shape]
-  compile_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  eval_fn = jax.jit(layout.evaluate(functools.partial(
-      steps_lib.evaluate, model, info, eval_batch))).lower(state, eval_data).compile()
-  eval_compile_seconds = time.perf_counter() - start
+  with compilation_cache.counting() as cached:
+    start = time.perf_counter()
+    compiled = parallel.CompiledSteps(
+        functools.partial(steps_lib.train_steps, model, experiment.tx, info), layout, state,
+        data, train_rng)[(steps, batch)]
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    eval_fn = jax.jit(layout.evaluate(functools.partial(
+        steps_lib.evaluate, model, info, eval_batch))).lower(state, eval_data).compile()
+    eval_compile_seconds = time.perf_counter() - start
 
   eval_seconds = _time_calls(lambda _, i: eval_fn(state, eval_data), repeats, warmup)
   train_seconds = _time_calls(  # carry: (state, metrics); the state is donated to each call
@@ -151,28 +163,31 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2) -> dict:
       warmup, (state, None))
 
   device = jax.devices()[0]
-  images_per_second = repeats * steps * batch / train_seconds
+  images_per_second = seeds * repeats * steps * batch / train_seconds
   flops = forward_flops(model, info.image_shape)
   achieved = 3 * flops * images_per_second / 1e12
   peak = peak_tflops(device.device_kind, config.model.dtype)
-  peak = None if peak is None else peak * jax.device_count()
+  peak = None if peak is None else peak * layout.device_count
   return {
       "config": workdir_lib.config_dict(config),
       "device_kind": device.device_kind,
       "platform": device.platform,
-      "device_count": jax.device_count(),
+      "device_count": layout.device_count,
       "versions": {p: metadata.version(p) for p in PACKAGES},
       "dtype": config.model.dtype,
       "batch_size": batch,
+      "seeds": seeds,
+      "seed_layout": seed_layout if seeds > 1 else None,
       "steps_per_call": steps,
       "warmup_calls": warmup,
       "timed_calls": repeats,
       "compile_seconds": compile_seconds,
+      "programs_from_compilation_cache": f"{cached['hits']} of {cached['requests']}",
       "train_images_per_second": images_per_second,
-      "ms_per_step": 1e3 * train_seconds / (repeats * steps),
+      "ms_per_step": 1e3 * train_seconds / (repeats * steps),  # a step of every seed
       "eval_batch_size": eval_batch,
       "eval_compile_seconds": eval_compile_seconds,
-      "eval_images_per_second": repeats * eval_batch / eval_seconds,
+      "eval_images_per_second": seeds * repeats * eval_batch / eval_seconds,
       "forward_flops_per_image": flops,
       "train_flops_per_image": 3 * flops,
       "flops_note": f"{FLOPS_NOTE}; {TRAIN_FLOPS_NOTE}",
@@ -188,7 +203,8 @@ def main(argv):
   if FLAGS.out and os.path.exists(FLAGS.out):
     raise app.UsageError(f"--out {FLAGS.out} exists; not overwriting it. Choose another path.")
   config = FLAGS.config
-  results = run(config, FLAGS.steps or config.steps_per_call or 100, FLAGS.repeats, FLAGS.warmup)
+  results = run(config, FLAGS.steps or config.steps_per_call or 100, FLAGS.repeats, FLAGS.warmup,
+                FLAGS.seeds, FLAGS.seed_layout)
   print(json.dumps(results, indent=2, sort_keys=True))
   if FLAGS.out:
     workdir_lib.write_json(FLAGS.out, results)
@@ -201,6 +217,9 @@ if __name__ == "__main__":  # flags defined here only: importing this module def
                        "steps_per_call, or 100 when it is 0). Use 1 on CPU.")
   flags.DEFINE_integer("repeats", 10, "Timed calls (training and evaluation).")
   flags.DEFINE_integer("warmup", 2, "Untimed calls before the timed ones.")
+  flags.DEFINE_integer("seeds", 1, "Runs trained together on one device (as `replicas`); "
+                       "images/s count them all.")
+  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How seeds > 1 run together.")
   flags.DEFINE_string("out", None, "Also write the results to this JSON file (never "
                       "overwritten).")
   flags.mark_flags_as_required(["config"])

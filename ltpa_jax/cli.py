@@ -1,4 +1,5 @@
-"""What the commands share: the --config flag, quiet logs, and one line per user mistake.
+"""What the commands share: the --config flag, quiet logs, one line per user mistake, and the
+persistent compilation cache (`--compilation_cache`, see `compilation_cache`).
 
 A mistake (an `errors.UserError`, a flag absl rejects, an unknown config field, a missing or
 existing file) ends a command with `error: <message>` on stderr and exit status 2, no traceback;
@@ -15,6 +16,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from ltpa_jax import compilation_cache
 from ltpa_jax import errors
 from ltpa_jax import workdir
 
@@ -68,6 +70,9 @@ def int_list(flag) -> list[int]:
 def run(main):
   """`app.run(main)`, with quiet library logs and a user's mistake as one line (see above)."""
   flags.DEFINE_bool("debug", False, "On an error, show its traceback (as -v 1 does).")
+  flags.DEFINE_string("compilation_cache", compilation_cache.DEFAULT_DIR,
+                      "Folder of the persistent XLA compilation cache, where a restarted or "
+                      "resumed run finds its compiled programs; empty: off.")
 
   def parse(argv):
     with _mistakes_exit():
@@ -83,6 +88,7 @@ def run(main):
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
       logging.get_absl_logger().addFilter(lambda record: _OPENCV_NOTICE not in record.getMessage())
+    compilation_cache.use(flags.FLAGS.compilation_cache)
     with _mistakes_exit():
       return main(argv)
 

@@ -66,10 +66,16 @@ def get_config():
   return config
 
 
-def sibling(config_file: str, name: str) -> ml_collections.ConfigDict:
-  """get_config() of the config file `name`.py in the folder of `config_file` (a `__file__`)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(name, path)
+def from_file(path: str) -> ml_collections.ConfigDict:
+  """get_config() of the config file at `path` (FileNotFoundError naming it if absent)."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no config file {path} (in {os.getcwd()})")
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
+
+
+def sibling(config_file: str, name: str) -> ml_collections.ConfigDict:
+  """get_config() of the config file `name`.py in the folder of `config_file` (a `__file__`)."""
+  return from_file(os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py"))

@@ -14,7 +14,8 @@ spans them all. Every process loads the same data and runs the same program with
 `any_process` keeps their host-side decisions in step.
 
 A seed axis: several runs of one config, one per seed, their states stacked on a leading axis and
-each step vmapped over it (data shared), on one device. `DataParallel` and `SeedAxis` give the
+their steps in one program (vmapped over the axis, or one after another; data shared), on one
+device. `DataParallel` and `SeedAxis` give the
 training loop one interface to both.
 """
 
@@ -159,12 +160,32 @@ class DataParallel:
     return [jax.device_get(collection.compute())]
 
 
-class SeedAxis:
-  """`size` runs of one config, stacked on a leading axis and vmapped, on the default device."""
+# How a seed axis runs its seeds' steps in one program: "vmap" batches them (each convolution
+# becomes one over every seed's weights) | "loop" runs one after another.
+SEED_LAYOUTS = ("vmap", "loop")
 
-  def __init__(self, size: int):
-    self.size = size
+
+class SeedAxis:
+  """`size` runs of one config, stacked on a leading axis, on the default device; `how` (one of
+  SEED_LAYOUTS) runs their steps in one program."""
+
+  def __init__(self, size: int, how: str = "vmap"):
+    if how not in SEED_LAYOUTS:
+      raise ValueError(f"seed layout must be one of {', '.join(SEED_LAYOUTS)}; got {how!r}")
+    self.size, self.how = size, how
     self.device_count = 1
+
+  def _map(self, fn: Callable, in_axes: tuple) -> Callable:
+    """`fn` over the seed axis of the arguments whose `in_axes` is 0 (the others shared)."""
+    if self.how == "vmap":
+      return jax.vmap(fn, in_axes=in_axes)
+
+    def looped(*args):
+      outs = [fn(*(arg if axis is None else jax.tree.map(lambda x, i=i: x[i], arg)
+                   for arg, axis in zip(args, in_axes))) for i in range(self.size)]
+      return self.place(outs)
+
+    return looped
 
   def share(self, tree):
     return tree
@@ -178,10 +199,10 @@ class SeedAxis:
     return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(self.size)]
 
   def steps(self, train_steps: Callable) -> Callable:
-    return jax.vmap(train_steps, in_axes=(0, None, 0, 0, None))
+    return self._map(train_steps, (0, None, 0, 0, None))
 
   def evaluate(self, evaluate: Callable) -> Callable:
-    return jax.vmap(evaluate, in_axes=(0, None))
+    return self._map(evaluate, (0, None))
 
   def batches(self, rows: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(rows)

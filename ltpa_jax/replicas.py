@@ -1,4 +1,4 @@
-"""Several seeds of one config trained together, in one compiled, vmapped step.
+"""Several seeds of one config trained together, in one compiled step.
 
     python -m ltpa_jax.replicas --config configs/vgg19_att.py --seeds 0,1,2 --workdir runs/att
 
@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 from ltpa_jax import cli
+from ltpa_jax import parallel
 from ltpa_jax import train
 
 FLAGS = flags.FLAGS
@@ -26,12 +27,15 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   resume = shlex.join([sys.executable, "-m", "ltpa_jax.replicas", *sys.argv[1:]])
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir, seeds=cli.int_list(FLAGS["seeds"]),
-                           resume_command=resume)
+                           seed_layout=FLAGS.seed_layout, resume_command=resume)
 
 
 if __name__ == "__main__":  # flags defined here only: importing this module defines none
   cli.define_config_flag()
   flags.DEFINE_list("seeds", None, "Comma-separated seeds, one run each, e.g. 0,1,2.")
   flags.DEFINE_string("workdir", None, "Directory for the runs (seed_<s>/ each).")
+  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How the seeds' steps run "
+                    "in one program: vmapped (batched convolutions) or one after another. The "
+                    "same maths; a run may resume in the other layout.")
   flags.mark_flags_as_required(["config", "seeds", "workdir"])
   cli.run(main)

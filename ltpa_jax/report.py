@@ -82,9 +82,13 @@ def model_name(config: Mapping[str, Any]) -> str:
 
 
 def recipe(config: Mapping[str, Any]) -> str:
-  weight_decay = f"{config['weight_decay']:g}".replace("e-0", "e-")  # 5e-5, as the reference
-  return (f"b2 {config['model']['b2_convs']} convs, wd {weight_decay}, "
-          f"{config['num_epochs']} epochs")
+  mantissa, exponent = f"{config['weight_decay']:e}".split("e")
+  weight_decay = f"{float(mantissa):g}e{int(exponent)}" if config["weight_decay"] else "0"
+  return f"b2 {config['model']['b2_convs']} convs, wd {weight_decay}, {epochs(config)}"
+
+
+def epochs(config: Mapping[str, Any]) -> str:
+  return f"{config['num_epochs']} epoch{'s' * (config['num_epochs'] != 1)}"
 
 
 def reduction(config: Mapping[str, Any]) -> str | None:
@@ -95,7 +99,7 @@ def reduction(config: Mapping[str, Any]) -> str | None:
   if config.get("train_examples"):
     parts.append(f"{config['train_examples']} train examples")
   if config["num_epochs"] < FULL_EPOCHS:
-    parts.append(f"{config['num_epochs']} epochs")
+    parts.append(epochs(config))
   return ", ".join(parts) or None
 
 

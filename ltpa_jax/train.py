@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from ltpa_jax import checkpoints
+from ltpa_jax import compilation_cache
 from ltpa_jax import config_validation
 from ltpa_jax import datasets
 from ltpa_jax import errors
@@ -52,15 +53,16 @@ def fixed_examples(examples: datasets.Examples, count: int):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       seeds: Sequence[int] | None = None,
+                       seeds: Sequence[int] | None = None, seed_layout: str = "vmap",
                        resume_command: str | None = None) -> dict | list[dict] | None:
-  """Trains `config` in `workdir` (with `seeds`, each in workdir/seed_<s>), resuming from the
-  latest checkpoint; returns results.json (a list of them, with seeds).
+  """Trains `config` in `workdir` (with `seeds`, each in workdir/seed_<s>, together as
+  `seed_layout` says: `parallel.SEED_LAYOUTS`), resuming from the latest checkpoint; returns
+  results.json (a list of them, with seeds).
 
   SIGTERM or Ctrl-C saves a checkpoint and returns None, naming `resume_command` if given.
   """
   run_start = time.perf_counter()
-  layout = parallel.DataParallel() if seeds is None else parallel.SeedAxis(len(seeds))
+  layout = parallel.DataParallel() if seeds is None else parallel.SeedAxis(len(seeds), seed_layout)
   config_validation.validate(config, layout.device_count)  # before the workdir is touched
   runs = _claim(_run_configs(config, workdir, seeds))
   finished = _finished(workdir, runs)
@@ -141,16 +143,17 @@ class Trainer:
     """Compiles the training calls of a pass and the evaluation."""
     start, (experiment, layout) = time.perf_counter(), (self.experiment, self.layout)
     model, info = experiment.model, experiment.dataset.info
-    self.compiled = parallel.CompiledSteps(
-        functools.partial(steps.train_steps, model, experiment.tx, info), layout, state,
-        self.train_data, self.placed_rngs)
-    for shape in self.plan.call_shapes():
-      self.compiled[shape]  # pylint: disable=pointless-statement
-    self.evaluate = jax.jit(layout.evaluate(functools.partial(
-        steps.evaluate, model, info, experiment.config.eval_batch_size))).lower(
-            state, self.test_data).compile()
+    with compilation_cache.counting() as counts:
+      self.compiled = parallel.CompiledSteps(
+          functools.partial(steps.train_steps, model, experiment.tx, info), layout, state,
+          self.train_data, self.placed_rngs)
+      for shape in self.plan.call_shapes():
+        self.compiled[shape]  # pylint: disable=pointless-statement
+      self.evaluate = jax.jit(layout.evaluate(functools.partial(
+          steps.evaluate, model, info, experiment.config.eval_batch_size))).lower(
+              state, self.test_data).compile()
     say(f"Compiled training (batches {self.plan.call_shapes()}) and evaluation in "
-        f"{time.perf_counter() - start:.1f} s.")
+        f"{time.perf_counter() - start:.1f} s{compilation_cache.describe(counts)}.")
     parallel.wait_for_every_process()  # compiling takes each process its own time
 
   def call(self, step: int, state, epoch_metrics):

@@ -22,10 +22,11 @@ CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py") if p.stem != "_
 # Each command: the exit status of its --help (absl.app exits 1, argparse 0), a text it prints.
 HELP = {
     "ltpa_jax": (1, "--distributed"),
-    "ltpa_jax.benchmark": (1, "--repeats"),
+    "ltpa_jax.benchmark": (1, "--seed_layout"),
     "ltpa_jax.evaluate_torch": (1, "--checkpoint"),
     "ltpa_jax.replicas": (1, "--seeds"),
     "ltpa_jax.report": (0, "run_dirs"),
+    "ltpa_jax.table": (1, "--seed_layout"),
     "ltpa_jax.visualize": (1, "--indices"),
 }
 # Prints where ltpa_jax.train comes from, then the configs of the files given by path, loaded as

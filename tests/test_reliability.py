@@ -137,7 +137,8 @@ def test_sigterm_saves_at_a_step_boundary_exits_zero_and_resumes_exactly(
     prepared_fake_data, tmp_path, x64):
   """Stopped while running 2 steps per call (scans), resumed with one step per call as the
   uninterrupted run: other compiled programs, so the claim is the same maths, in float64 within
-  rounding."""
+  rounding. The resumed process loads every program from the persistent compilation cache (the
+  session's, by default: $JAX_COMPILATION_CACHE_DIR) that the earlier processes filled."""
   output = finish(tmp_path / "uninterrupted", prepared_fake_data, float64=True)
   assert "batches [(1, 8), (1, 6)]" in output, output
   workdir = tmp_path / "terminated"
@@ -151,6 +152,7 @@ def test_sigterm_saves_at_a_step_boundary_exits_zero_and_resumes_exactly(
     assert ckpt.latest_step() < 16
   output = finish(workdir, prepared_fake_data, float64=True)
   assert "Resuming" in output and "batches [(1, 8), (1, 6)]" in output, output
+  assert "s (3 of 3 programs from the compilation cache)." in output, output
   (step, leaves, history, _), (step_u, leaves_u, history_u, _) = (
       final_state(workdir), final_state(tmp_path / "uninterrupted"))
   assert step == step_u == 16

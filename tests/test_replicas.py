@@ -1,4 +1,4 @@
-"""Seeds trained together (vmapped) give each seed's single run, and resume as it does."""
+"""Seeds trained together (vmapped or looped) give each seed's single run, and resume as it does."""
 
 import json
 import os
@@ -54,11 +54,12 @@ def history(workdir):
 
 def test_replicas_stopped_and_resumed_are_each_seeds_single_run(config, tmp_path, monkeypatch,
                                                                x64):
-  """Seeds 3 and 7 stopped after their first call (step 1 of 4), then resumed; seed 7 also alone.
+  """Seeds 3 and 7 stopped after their first call (step 1 of 4), vmapped, then resumed with
+  their steps one after another (seed layout "loop"); seed 7 also alone.
 
-  Vmapped (grouped) convs and single ones: other programs, the same maths, proven in float64 at
-  the recipe's learning rate (0.1), where this tiny run is chaotic: float32 rounding grew to 1e-2
-  within its 4 steps.
+  Vmapped (grouped) convs, looped and single ones: other programs, the same maths, proven in
+  float64 at the recipe's learning rate (0.1), where this tiny run is chaotic: float32 rounding
+  grew to 1e-2 within its 4 steps.
   """
   config.model.dtype = "float64"
   workdir = tmp_path / "replicas"
@@ -73,7 +74,7 @@ def test_replicas_stopped_and_resumed_are_each_seeds_single_run(config, tmp_path
     assert train.train_and_evaluate(config, str(workdir), seeds=[3, 7]) is None
   for seed in (3, 7):
     assert os.listdir(workdir / f"seed_{seed}" / "checkpoints") == ["1"]
-  runs = train.train_and_evaluate(config, str(workdir), seeds=[3, 7])
+  runs = train.train_and_evaluate(config, str(workdir), seeds=[3, 7], seed_layout="loop")
   single = config.copy_and_resolve_references()
   single.seed = 7
   alone = train.train_and_evaluate(single, str(tmp_path / "alone"))

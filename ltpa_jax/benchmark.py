@@ -60,7 +60,8 @@ def forward_flops(model: nn.Module, image_shape=(32, 32, 3)) -> int:
 
   Traces the model abstractly (nothing is computed): every nn.Conv counts
   2 * H_out * W_out * kh * kw * C_in * C_out / groups, every nn.Dense 2 * C_in * C_out, every
-  LinearAttention 2 * H * W * C for the weighted sum of l (and as much again for `dp`'s <l, g>).
+  LinearAttention or GridAttention 2 * H * W * C for the weighted sum of l (and as much again for
+  `dp`'s <l, g>); the grid gates' 1x1 convs count as convs.
   """
   total = 0
 
@@ -75,8 +76,9 @@ def forward_flops(model: nn.Module, image_shape=(32, 32, 3)) -> int:
                 * args[0].shape[-1] * out.shape[-1] // module.feature_group_count)
     elif isinstance(module, nn.Dense):
       total += 2 * args[0].shape[-1] * out.shape[-1]
-    elif isinstance(module, models.LinearAttention):
-      total += 2 * math.prod(args[0].shape[1:]) * (2 if module.compatibility == "dp" else 1)
+    elif isinstance(module, (models.LinearAttention, models.GridAttention)):
+      dp = isinstance(module, models.LinearAttention) and module.compatibility == "dp"
+      total += 2 * math.prod(args[0].shape[1:]) * (2 if dp else 1)
     return out
 
   with nn.intercept_methods(count):

@@ -6,6 +6,8 @@ allowed values from the modules that use them (`models`, `optim`, `datasets`), g
 or lists for sequences, None only where default_config.py has a placeholder (data_dir,
 manual_dir).
 `model.b2_convs` may be any depth >= 1: the reference runs used 2 and 3, the model builds any.
+Grid attention gates are per layer: `model.attention_type="grid"` refuses `model.shared_u=True`
+and `model.compatibility="dp"`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ltpa_jax import optim
 CHOICES = {
     "dataset": datasets.DATASETS,  # the dicts themselves: entries added later count too
     "lr_schedule": optim.SCHEDULES,
+    "model.attention_type": models.ATTENTION_TYPES,
     "model.normalisation": models.NORMALISATIONS,
     "model.compatibility": models.COMPATIBILITIES,
     "model.attended_layers": models.ATTENDED_LAYERS,
@@ -75,11 +78,14 @@ RANGES = {
     "steps_per_call": NON_NEGATIVE,
     "model.width_multiplier": POSITIVE,
     "model.b2_convs": Range(1, low_closed=True),
+    "model.attn_features": Range(1, low_closed=True),
 }
-# Fields checked only with a given value of another: the schedule's unused knob may be anything.
+# Fields checked only with a given value of another: an unused knob (the other schedule's, or
+# attn_features with linear attention) may be anything.
 ONLY_WITH = {
     "lr_step_epochs": ("lr_schedule", "step"),
     "lr_boundaries_epochs": ("lr_schedule", "piecewise"),
+    "model.attn_features": ("model.attention_type", "grid"),
 }
 
 
@@ -110,6 +116,7 @@ def validate(config, num_devices: int = 1) -> None:
     if path == "lr_boundaries_epochs":
       problems += _boundary_problems(value, values.get("num_epochs"))
   problems += _device_problems(values, num_devices)
+  problems += _grid_problems(values)
   if values.get("model.dtype") == "float64" and not jax.config.jax_enable_x64:
     problems.append("config.model.dtype: 'float64' needs 64-bit JAX; set JAX_ENABLE_X64=1 (it "
                     "serves tests of exact maths; train with float32 or bfloat16)")
@@ -227,6 +234,21 @@ def _boundary_problems(boundaries, num_epochs) -> list[str]:
     return []
   return [f"config.lr_boundaries_epochs: got {tuple(boundaries)!r} ({'; '.join(reasons)}); with "
           f"lr_schedule='piecewise' they must increase, each in (0, num_epochs={num_epochs})"]
+
+
+def _grid_problems(values: dict[str, Any]) -> list[str]:
+  """Grid gates are per layer and compute their own scores: no shared u, no dp compatibility."""
+  if not values.get("model.attention") or values.get("model.attention_type") != "grid":
+    return []
+  problems = []
+  if values.get("model.shared_u"):
+    problems.append("config.model.shared_u: got True with model.attention_type='grid'; grid "
+                    "gates are per layer: set model.shared_u=False")
+  if values.get("model.compatibility") == "dp":
+    problems.append("config.model.compatibility: got 'dp' with model.attention_type='grid'; "
+                    "grid gates compute their own additive scores: set model.compatibility='pc' "
+                    "(the default, which grid ignores)")
+  return problems
 
 
 def _device_problems(values: dict[str, Any], num_devices: int) -> list[str]:

@@ -26,6 +26,9 @@ def get_config():
   # Model (ltpa_jax.models.VGGAttention).
   config.model = ml_collections.ConfigDict()
   config.model.attention = True  # False: plain VGG19, Linear(512 -> classes) on g.
+  config.model.attention_type = "linear"  # linear: the paper's <u, l + g> or <l, g> |
+  #                                         grid: Schlemper et al.'s gate phi(relu(W_l l + W_g g))
+  config.model.attn_features = 256  # grid: the gate's hidden channels (x width_multiplier)
   config.model.normalisation = "softmax"  # softmax (sum of a*l) | sigmoid (mean of a*l)
   config.model.compatibility = "pc"  # pc: <u, l + g> | dp: <l, g>
   config.model.attended_layers = (1, 2, 3)  # which of l1 (b3), l2 (b4), l3 (b5)

@@ -3,6 +3,8 @@
 Layout (NHWC, 32x32 input): blocks of [conv3x3 -> BatchNorm -> ReLU]; b1 2x64, b2 (2 or 3)x128,
 b3 3x256 (= l1), maxpool, b4 3x512 (= l2), maxpool, b5 3x512 (= l3), maxpool, b6 2x512 with a
 maxpool after each conv, then `dense` (1x1 conv with bias) = the global feature g.
+Attention over l1..l3 by `LinearAttention` (the paper's) or `GridAttention` (Schlemper et al.'s
+additive gate); both normalise and pool their scores with `normalise_and_pool`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ COMPATIBILITIES = ("pc", "dp")  # pc: <u, l + g> | dp: <l, g>
 AGGREGATIONS = ("concat", "indep")  # one classifier on all g_s | one per layer, averaged
 ATTENTION_POSITIONS = ("before", "after")  # attend to l_s before or after its max-pool
 ATTENDED_LAYERS = (1, 2, 3)  # l1 (block 3), l2 (block 4), l3 (block 5)
+ATTENTION_TYPES = ("linear", "grid")  # LinearAttention | GridAttention, one gate per layer
 
 # Channel widths of blocks b1..b6 and of g, before `width_multiplier`.
 BLOCK_FEATURES = (64, 128, 256, 512, 512, 512)
@@ -116,6 +119,25 @@ def max_pool(x):
   return nn.max_pool(x, (2, 2), strides=(2, 2))
 
 
+def normalise_and_pool(c, l, normalisation: str):
+  """(g_s, c, a) of raw scores c (N,H,W) over the local features l (N,H,W,C), as both attention
+  types return them: softmax over positions and the sum of a*l, or sigmoid and the mean of a*l.
+
+  The scores, map and descriptor are float32 (float64 for a float64 model).
+  """
+  choice("normalisation", normalisation, NORMALISATIONS)
+  wide = wide_dtype(l.dtype)
+  c = c.astype(wide)
+  n, h, w = c.shape
+  if normalisation == "softmax":
+    a = jax.nn.softmax(c.reshape(n, h * w), axis=-1).reshape(n, h, w)
+    g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(wide))
+  else:
+    a = jax.nn.sigmoid(c)
+    g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(wide)) / (h * w)
+  return g_s, c, a
+
+
 class LinearAttention(nn.Module):
   """Attention of one local feature map l (N,H,W,C) given the global feature g (N,C).
 
@@ -131,7 +153,6 @@ class LinearAttention(nn.Module):
   @nn.compact
   def __call__(self, l, g):
     choice("compatibility", self.compatibility, COMPATIBILITIES)
-    choice("normalisation", self.normalisation, NORMALISATIONS)
     if self.compatibility == "pc":
       u = self.u if self.u is not None else nn.Conv(
           1, (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme), dtype=l.dtype,
@@ -139,20 +160,48 @@ class LinearAttention(nn.Module):
       c = u(l + g[:, None, None, :])[..., 0]
     else:
       c = jnp.einsum("nhwc,nc->nhw", l, g.astype(l.dtype))
-    wide = wide_dtype(l.dtype)
-    c = c.astype(wide)
-    n, h, w = c.shape
-    if self.normalisation == "softmax":
-      a = jax.nn.softmax(c.reshape(n, h * w), axis=-1).reshape(n, h, w)
-      g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(wide))
-    else:
-      a = jax.nn.sigmoid(c)
-      g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(wide)) / (h * w)
-    return g_s, c, a
+    return normalise_and_pool(c, l, self.normalisation)
+
+
+def upsample(x, size):
+  """The map x (N,h,w,C) at the spatial size `size` (H, W): resized bilinearly (half-pixel
+  centres, as torch's align_corners=False), or left 1x1 for the sum that uses it to broadcast."""
+  if x.shape[1:3] == (1, 1):
+    return x
+  return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), "bilinear")
+
+
+class GridAttention(nn.Module):
+  """The additive attention gate of Schlemper et al. ("Attention Gated Networks") on one local
+  feature map l (N,H,W,C) given the global feature g (N,C), or a map of it (N,h,w,C):
+
+    c = phi(relu(W_l(l) + up(W_g(g))))
+
+  W_l and W_g: 1x1 convs to `features` channels without bias; phi: a 1x1 conv to one channel with
+  bias; `up` brings W_g(g) to l's spatial size. Returns (g_s, c, a) as LinearAttention does.
+  """
+
+  features: int = 256
+  normalisation: str = "softmax"  # softmax over positions, sum of a*l | sigmoid, mean of a*l
+  init_scheme: str = "kaiming"
+
+  @nn.compact
+  def __call__(self, l, g):
+    conv = lambda features, name, bias=False: nn.Conv(
+        features, (1, 1), use_bias=bias, kernel_init=_conv_init(self.init_scheme), dtype=l.dtype,
+        param_dtype=wide_dtype(l.dtype), name=name)
+    g = g.reshape(g.shape[0], 1, 1, -1) if g.ndim == 2 else g
+    gate = conv(self.features, "W_l")(l) + upsample(conv(self.features, "W_g")(g), l.shape[1:3])
+    c = conv(1, "phi", bias=True)(nn.relu(gate))[..., 0]
+    return normalise_and_pool(c, l, self.normalisation)
 
 
 class VGGAttention(nn.Module):
   """VGG19-BN (reference layout) with optional attention over l1..l3.
+
+  l1's 256 channels are projected to g's width (`projector`, 1x1 conv without bias) for either
+  attention type, so that every descriptor g_s has g's width. Grid gates are per layer: they take
+  neither `shared_u` nor `compatibility="dp"` (a ValueError).
 
   Returns `(logits, maps)`: logits (N, num_classes) float32 (float64 for a float64 model) and, per
   attended layer s,
@@ -161,6 +210,8 @@ class VGGAttention(nn.Module):
 
   num_classes: int = 100
   attention: bool = True
+  attention_type: str = "linear"  # linear: LinearAttention | grid: GridAttention
+  attn_features: int = 256  # grid: the gate's hidden channels, before width_multiplier
   normalisation: str = "softmax"  # softmax | sigmoid
   compatibility: str = "pc"  # pc | dp
   attended_layers: Sequence[int] = (1, 2, 3)
@@ -181,6 +232,7 @@ class VGGAttention(nn.Module):
       raise ValueError(f"VGGAttention expects 32x32 inputs, got {x.shape[1:3]}; pad or resize.")
     choice("attention_position", self.attention_position, ATTENTION_POSITIONS)
     choice("aggregation", self.aggregation, AGGREGATIONS)
+    choice("attention_type", self.attention_type, ATTENTION_TYPES)
     for s in self.attended_layers:
       choice("attended_layers", s, ATTENDED_LAYERS)
     x, wide = x.astype(self.dtype), wide_dtype(self.dtype)
@@ -205,15 +257,23 @@ class VGGAttention(nn.Module):
     if not self.attention:
       return classifier("classifier")(g).astype(wide), {}
 
-    shared_u = nn.Conv(1, (1, 1), use_bias=False, name="u", **conv_kwargs) if (
-        self.shared_u and self.compatibility == "pc") else None
+    if self.attention_type == "grid":
+      if self.shared_u or choice("compatibility", self.compatibility, COMPATIBILITIES) == "dp":
+        raise ValueError("attention_type='grid' has its own gate per layer: it takes neither "
+                         "shared_u=True nor compatibility='dp'")
+      attention = lambda s: GridAttention(self._width(self.attn_features), self.normalisation,
+                                          self.init_scheme, name=f"attention{s}")
+    else:
+      shared_u = nn.Conv(1, (1, 1), use_bias=False, name="u", **conv_kwargs) if (
+          self.shared_u and self.compatibility == "pc") else None
+      attention = lambda s: LinearAttention(self.normalisation, self.compatibility, shared_u,
+                                            self.init_scheme, name=f"attention{s}")
     descriptors, maps = [], {}
     for s in self.attended_layers:
       l = local[s]
       if l.shape[-1] != g.shape[-1]:  # l1 has 256 channels: project to g's width.
         l = nn.Conv(g.shape[-1], (1, 1), use_bias=False, name="projector", **conv_kwargs)(l)
-      g_s, c, a = LinearAttention(self.normalisation, self.compatibility, shared_u,
-                                  self.init_scheme, name=f"attention{s}")(l, g)
+      g_s, c, a = attention(s)(l, g)
       descriptors.append(g_s)
       maps[f"l{s}"] = {"c": c, "a": a}
 
@@ -230,7 +290,8 @@ class VGGAttention(nn.Module):
 def create_model(m, num_classes: int) -> VGGAttention:
   """Builds the model from a config's `model` fields and the dataset's number of classes."""
   return VGGAttention(
-      num_classes=num_classes, attention=m.attention, normalisation=m.normalisation,
+      num_classes=num_classes, attention=m.attention, attention_type=m.attention_type,
+      attn_features=m.attn_features, normalisation=m.normalisation,
       compatibility=m.compatibility, attended_layers=tuple(m.attended_layers),
       aggregation=m.aggregation, shared_u=m.shared_u, attention_position=m.attention_position,
       b2_convs=m.b2_convs, width_multiplier=m.width_multiplier, init_scheme=m.init_scheme,

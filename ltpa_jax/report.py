@@ -25,8 +25,8 @@ from ltpa_jax import workdir as workdir_lib
 
 NOT_CONFIG = ("seed", "data_dir", "manual_dir")
 # Config fields named in the model and recipe columns, not repeated among the differences.
-SHOWN = ("model.attention", "model.normalisation", "model.shared_u", "model.b2_convs",
-         "weight_decay", "num_epochs")
+SHOWN = ("model.attention", "model.attention_type", "model.normalisation", "model.shared_u",
+         "model.b2_convs", "weight_decay", "num_epochs")
 # Fields named in the reduced runs' `reduced` column.
 REDUCED = ("model.width_multiplier", "train_examples")
 FULL_EPOCHS = default_config.get_config().num_epochs  # the reference recipe's 100
@@ -78,6 +78,8 @@ def model_name(config: Mapping[str, Any]) -> str:
   model = config["model"]
   if not model["attention"]:
     return "VGG19"
+  if model["attention_type"] == "grid":
+    return f"VGG19-att grid ({model['normalisation']})"
   return f"VGG19-att ({model['normalisation']}, {'shared' if model['shared_u'] else 'separate'} u)"
 
 

@@ -73,5 +73,5 @@ def read(run_dir: str) -> dict[str, Any]:
   with open(path) as f:
     results = json.load(f)
   if "config" in results:
-    results["config"] = workdir_lib.renamed(results["config"])
+    results["config"] = workdir_lib.upgraded(results["config"])
   return results

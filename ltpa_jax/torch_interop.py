@@ -12,6 +12,9 @@ files; only they import torch, lazily). Two naming schemes, with `{k}` = 3 in bl
   projector/kernel               projector.weight                     projector.op.weight
   u/kernel (shared u)            op.weight                            attn.op.weight
   attention{s}/u/kernel          op{s}.weight                         attn{s}.op.weight
+  attention{s}/W_l/kernel (grid) grid{s}.W_l.weight                   attn{s}.W_l.weight
+  attention{s}/W_g/kernel (grid) grid{s}.W_g.weight                   attn{s}.W_g.weight
+  attention{s}/phi/kernel, bias  grid{s}.phi.weight, .bias            attn{s}.phi.weight, .bias
   classifier/kernel, bias        classifier.weight, .bias             classify.weight, .bias
   classifier{s}/* (indep)        classifier{s}.*                      classify{s}.*
 
@@ -30,8 +33,10 @@ Without attention (VGG19) the reference module still creates `projector` and the
 model's `shared_u`, else `op1`..`op3`) so that `load_state_dict(strict=True)` succeeds. The SaoYan
 port creates `projector` and `attn*` only with attention: its VGG19 state_dicts have neither.
 The reference code attends all three layers with pc compatibility; this project's other variants
-(fewer attended layers, dp) have no reference module, so their state_dicts hold exactly the
-tensors the model uses.
+(fewer attended layers, dp, grid gates) have no reference module, so their state_dicts hold
+exactly the tensors the model uses. The grid gates' names are those of the SaoYan port's
+GridAttentionBlock (W_l, W_g, phi), under `attn{s}` in its naming and `grid{s}` in the reference
+naming (the port's own AttnVGG_grid is another network: it attends b3 and b4 to a g map).
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ def torch_name(key: tuple[str, ...], scheme: str) -> str:
     name = f"conv_block{m[1]}.{'op.' if saoyan else ''}{index}"
   elif m := re.fullmatch(r"attention(\d)/u", module):
     name = f"attn{m[1]}.op" if saoyan else f"op{m[1]}"
+  elif m := re.fullmatch(r"attention(\d)/(W_l|W_g|phi)", module):
+    name = f"{'attn' if saoyan else 'grid'}{m[1]}.{m[2]}"
   elif m := re.fullmatch(r"classifier(\d?)", module):
     name = ("classify" if saoyan else "classifier") + m[1]
   elif module == "u":
@@ -133,9 +140,9 @@ def from_torch(state_dict, model, channels: int = 3, scheme: str | None = None) 
         ("shape mismatches (torch layout)", mismatched)) if v]
     raise StateDictMismatchError(
         f"The state_dict ({scheme} naming) does not match the model: {'; '.join(problems)}. "
-        "Make the model (config fields attention, b2_convs, compatibility, shared_u, "
-        "attended_layers, aggregation, width_multiplier; the dataset's classes and channels) "
-        "describe the checkpoint, or pass the other scheme.")
+        "Make the model (config fields attention, attention_type, attn_features, b2_convs, "
+        "compatibility, shared_u, attended_layers, aggregation, width_multiplier; the dataset's "
+        "classes and channels) describe the checkpoint, or pass the other scheme.")
   if ignored:
     print(f"Ignored {', '.join(ignored)}: the reference module creates them without attention "
           "but does not use them.")

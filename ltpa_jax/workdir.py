@@ -16,6 +16,9 @@ from ltpa_jax import errors
 CONFIG_FILE = "config.json"
 # Config fields renamed since runs were recorded: {section: {old name: new name}}.
 RENAMED = {"model": {"init": "init_scheme"}}
+# Config fields added since runs were recorded, with the values that the runs recorded before
+# them had: {section: {name: value}}.
+ADDED = {"model": {"attention_type": "linear", "attn_features": 256}}
 
 
 class ConfigMismatchError(errors.UserError, ValueError):
@@ -29,12 +32,16 @@ def config_dict(config) -> dict[str, Any]:
   return json.loads(json.dumps(config))
 
 
-def renamed(recorded: dict[str, Any]) -> dict[str, Any]:
-  """A recorded config (JSON data) with the fields in RENAMED under their current names."""
+def upgraded(recorded: dict[str, Any]) -> dict[str, Any]:
+  """A recorded config (JSON data) in current terms: the fields in RENAMED under their current
+  names, and those in ADDED that it lacks with their value."""
   recorded = dict(recorded)
   for section, names in RENAMED.items():
     if isinstance(recorded.get(section), Mapping):
       recorded[section] = {names.get(k, k): v for k, v in recorded[section].items()}
+  for section, fields in ADDED.items():
+    if isinstance(recorded.get(section), Mapping):
+      recorded[section] = fields | recorded[section]
   return recorded
 
 
@@ -42,7 +49,7 @@ def read_config(path: str) -> ml_collections.ConfigDict:
   """The config recorded in a run's config.json, typed as default_config.py types its fields
   (JSON lists become tuples, a null a typed placeholder), so that --config.* overrides parse."""
   with open(path) as f:
-    recorded = renamed(json.load(f))
+    recorded = upgraded(json.load(f))
   config = default_config.get_config()
   config.update(recorded)  # fields default_config.py lacks are kept, for validation to report
   return config
@@ -108,7 +115,7 @@ def check_same_config(workdir: str, config):
     write_json(path, current)
     return
   with open(path) as f:
-    recorded = renamed(json.load(f))
+    recorded = upgraded(json.load(f))
   old, new = flatten(recorded), flatten(current)
   for key in RESUMABLE_CHANGES:
     old.pop(key, None)

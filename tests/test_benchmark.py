@@ -10,6 +10,7 @@ import pytest
 
 from configs import vgg19
 from configs import vgg19_att
+from configs import vgg19_att_grid
 from ltpa_jax import benchmark
 from ltpa_jax import models
 
@@ -39,6 +40,13 @@ def test_forward_flops_match_a_hand_count_of_full_width_vgg19():
   assert benchmark.forward_flops(att) == (TRUNK_FLOPS + conv(32, 256, 512, k=1) + attention
                                           + 2 * 3 * 512 * 100)
   assert round(benchmark.forward_flops(att) / 1e9, 2) == 8.15  # GFLOPs per 32x32 image
+  # Grid gates: per layer W_l (512 -> 256) on l, W_g (512 -> 256) on g, phi (256 -> 1) and the
+  # weighted sum of l.
+  gates = sum(conv(s, 512, 256, k=1) + conv(1, 512, 256, k=1) + conv(s, 256, 1, k=1)
+              + 2 * s * s * 512 for s in (32, 16, 8))
+  grid = models.create_model(vgg19_att_grid.get_config().model, 100)
+  assert benchmark.forward_flops(grid) == (TRUNK_FLOPS + conv(32, 256, 512, k=1) + gates
+                                           + 2 * 3 * 512 * 100)
 
 
 def test_peak_tflops_table():

@@ -92,6 +92,7 @@ def test_missing_field():
     ("model.attended_layers", "123", "expected tuple (or list) of int, got str '123'"),
     ("lr_boundaries_epochs", (50.5,), "expected tuple (or list) of int, got tuple (50.5,)"),
     ("model", "vgg", "expected a ConfigDict of model fields, got str 'vgg'"),
+    ("model.attn_features", 128.0, "expected int, got float 128.0"),
 ])
 def test_wrong_type(path, value, expected):
   assert _problems(_config({path: value})) == (f"config.{path}: {expected}",)
@@ -169,6 +170,25 @@ def test_lr_boundaries_outside_the_run(boundaries, reasons):
   assert _problems(_config({"lr_boundaries_epochs": boundaries})) == (
       f"config.lr_boundaries_epochs: got {boundaries!r} ({reasons}); with "
       "lr_schedule='piecewise' they must increase, each in (0, num_epochs=100)",)
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"model.shared_u": True}, "config.model.shared_u: got True with model.attention_type='grid'; "
+     "grid gates are per layer: set model.shared_u=False"),
+    ({"model.compatibility": "dp"}, "config.model.compatibility: got 'dp' with "
+     "model.attention_type='grid'; grid gates compute their own additive scores: set "
+     "model.compatibility='pc' (the default, which grid ignores)"),
+], ids=["shared_u", "dp"])
+def test_grid_attention_refuses_shared_u_and_dp(changes, expected):
+  assert _problems(_config({"model.attention_type": "grid", **changes})) == (expected,)
+  validate(_config(changes))  # linear attention takes both
+  validate(_config({"model.attention_type": "grid", "model.attention": False, **changes}))
+
+
+def test_attn_features_is_checked_only_for_grid_attention():
+  validate(_config({"model.attn_features": 0}))
+  assert _problems(_config({"model.attention_type": "grid", "model.attn_features": 0})) == (
+      "config.model.attn_features: got 0; must be >= 1 with model.attention_type='grid'",)
 
 
 def test_lr_boundaries_are_ignored_by_the_step_schedule():

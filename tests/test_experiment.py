@@ -57,7 +57,8 @@ def test_build_takes_the_model_schedule_and_sizes_from_the_config_and_dataset():
 
 @pytest.mark.parametrize("field, value", [
     ("normalisation", "softmaxx"), ("compatibility", "pcc"), ("aggregation", "sum"),
-    ("attention_position", "inside"), ("attended_layers", (1, 4)), ("init_scheme", "he")])
+    ("attention_position", "inside"), ("attended_layers", (1, 4)), ("init_scheme", "he"),
+    ("attention_type", "additive")])
 def test_a_model_refuses_an_unknown_choice_where_it_uses_it(field, value):
   model = models.VGGAttention(num_classes=10, width_multiplier=1 / 16, **{field: value})
   with pytest.raises(ValueError, match=f"{field} must be one of .*; got {value!r}"

@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import vgg19_att
+from configs import vgg19_att_grid
 from ltpa_jax import models
 from ltpa_jax import torch_interop
 from tests import exact
@@ -70,6 +72,67 @@ def test_parameter_counts_match_the_pytorch_reference_layout(kwargs, layout, use
   widths = [64, 64] + [128] * layout.get("b2_convs", 2) + [256] * 3 + [512] * 8
   assert len(widths) == num_convs
   assert count(variables["batch_stats"]) == 2 * sum(widths)
+
+
+def test_grid_gates_replace_the_u_by_their_weights():
+  """configs/vgg19_att_grid.py: vgg19_att's model less its shared u, plus per layer W_l, W_g
+  (512 -> 256 each: l1 is projected to 512 first) and phi (256 -> 1 with bias)."""
+  features, width = 256, 512
+  gate = width * features + width * features + features + 1
+  params = lambda model: count(jax.eval_shape(lambda: init(model))["params"])
+  linear = params(models.create_model(vgg19_att.get_config().model, 100))
+  grid = params(models.create_model(vgg19_att_grid.get_config().model, 100))
+  assert linear == torch_layout_param_count(
+      100, b2_convs=3, attention=((1, 2, 3), True, "pc")) == 20_140_580
+  assert grid == linear - width + 3 * gate == 20_927_271
+  # Separate u's, l2 and l3 after pooling: a gate in place of each u.
+  linear, grid = (params(models.VGGAttention(attended_layers=(2, 3), attention_position="after",
+                                             attention_type=kind)) for kind in ("linear", "grid"))
+  assert grid - linear == 2 * (gate - width)
+
+
+def test_grid_model_has_a_gate_per_layer_of_scaled_width_and_refuses_shared_u_and_dp():
+  model = models.VGGAttention(num_classes=7, attention_type="grid", attn_features=128,
+                              attended_layers=(1, 3), width_multiplier=TINY)
+  variables = jax.eval_shape(lambda: init(model))
+  params = variables["params"]
+  assert jax.tree.map(lambda x: x.shape, {s: params[f"attention{s}"] for s in (1, 3)}) == {
+      s: {"W_l": {"kernel": (1, 1, 32, 8)}, "W_g": {"kernel": (1, 1, 32, 8)},
+          "phi": {"kernel": (1, 1, 8, 1), "bias": (1,)}} for s in (1, 3)}
+  assert "u" not in params and "attention2" not in params and "projector" in params
+  logits, maps = jax.eval_shape(lambda v: apply(model, v, train=False), variables)
+  assert logits.shape == (2, 7) and maps["l3"]["a"].shape == (2, 8, 8)
+  for refused in (dict(shared_u=True), dict(compatibility="dp")):
+    with pytest.raises(ValueError, match="attention_type='grid' has its own gate per layer"):
+      init(models.VGGAttention(attention_type="grid", width_multiplier=TINY, **refused))
+
+
+@pytest.mark.parametrize("normalisation", models.NORMALISATIONS)
+def test_grid_gate_computes_its_formula(x64, normalisation):
+  """c = phi(relu(W_l l + W_g g)) against numpy, then softmax and sum or sigmoid and mean."""
+  rng = np.random.default_rng(0)
+  l, g = rng.normal(size=(2, 5, 4, 6)), rng.normal(size=(2, 3))
+  gate = models.GridAttention(features=7, normalisation=normalisation)
+  shapes = jax.eval_shape(gate.init, jax.random.key(0), l, g)
+  variables = jax.tree.map(lambda x: rng.normal(size=x.shape), shapes)  # phi's bias too
+  p = {name: {k: v[0, 0] if k == "kernel" else v for k, v in leaves.items()}
+       for name, leaves in variables["params"].items()}  # 1x1 kernels as matrices
+  hidden = np.maximum(l @ p["W_l"]["kernel"] + (g @ p["W_g"]["kernel"])[:, None, None], 0)
+  c = (hidden @ p["phi"]["kernel"] + p["phi"]["bias"])[..., 0]
+  if normalisation == "softmax":
+    a = np.exp(c) / np.exp(c).sum((1, 2), keepdims=True)
+    g_s = np.einsum("nhw,nhwc->nc", a, l)
+  else:
+    a = 1 / (1 + np.exp(-c))
+    g_s = np.einsum("nhw,nhwc->nc", a, l) / (5 * 4)
+  exact.assert_trees_close(gate.apply(variables, l, g), (g_s, c, a))
+
+
+def test_upsample_is_bilinear_with_half_pixel_centres_and_leaves_a_1x1_map(x64):
+  x = np.arange(8.0).reshape(1, 2, 2, 2)
+  m = np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])  # torch's align_corners=False
+  exact.assert_trees_close(models.upsample(x, (4, 4)), np.einsum("ih,jw,nhwc->nijc", m, m, x))
+  assert models.upsample(x[:, :1, :1], (4, 4)).shape == (1, 1, 1, 2)  # broadcast by the sum
 
 
 # Every pair of values of the six binary knobs appears in some row (an L8 orthogonal array).

@@ -24,7 +24,7 @@ CIFAR100_TRAIN = 50_000
 BEFORE = {"l1": (32, 32), "l2": (16, 16), "l3": (8, 8)}
 AFTER = {"l1": (16, 16), "l2": (8, 8), "l3": (4, 4)}
 
-# Per config: parameters, attention map sizes, compatibility vectors u (None: no attention).
+# Per config: parameters, attention map sizes, compatibility vectors u (None: none).
 # CIFAR-100 counts match test_models.py's PyTorch-layout counts; 10-class and 1-channel variants
 # have smaller classifiers and first convs.
 STRUCTURE = {
@@ -32,6 +32,7 @@ STRUCTURE = {
     "tiny": (88_344, BEFORE, "separate"),
     "vgg19": (19_906_596, {}, None),
     "vgg19_att": (20_140_580, BEFORE, "shared"),
+    "vgg19_att_grid": (20_927_271, BEFORE, None),  # grid gates in place of the u
     "vgg19_later": (19_758_756, {}, None),
     "vgg19_att_softmax": (19_993_764, BEFORE, "separate"),
     "vgg19_att_sigmoid": (19_993_764, BEFORE, "separate"),
@@ -112,6 +113,14 @@ def test_other_datasets_change_only_the_dataset(dataset, model):
   base = get_config("vgg19" if model == "vgg19" else "vgg19_att").to_dict()
   assert config.pop("dataset") == dataset and base.pop("dataset") == "cifar100"
   assert config == base
+
+
+def test_grid_config_changes_only_the_attention_of_vgg19_att():
+  config, base = get_config("vgg19_att_grid").to_dict(), get_config("vgg19_att").to_dict()
+  assert (config["model"].pop("attention_type"), base["model"].pop("attention_type")) == (
+      "grid", "linear")
+  assert (config["model"].pop("shared_u"), base["model"].pop("shared_u")) == (False, True)
+  assert config == base and config["model"]["attn_features"] == 256
 
 
 def test_saoyan_recipe():

@@ -71,6 +71,16 @@ def test_settings_that_differ_are_named(tmp_path):
   assert "| batch_size=64 |" in table and "| batch_size=128 |" in table
 
 
+def test_grid_attention_is_named_in_the_model_column(tmp_path):
+  linear = _run_dir(tmp_path, "a", 0, (25.0, 7.0), (24.0, 6.5))
+  made = results.read(linear)
+  made["config"]["model"]["attention_type"] = "grid"
+  results.write(str(tmp_path / "grid"), made)
+  table = report.markdown([results.read(linear), results.read(str(tmp_path / "grid"))])
+  assert "| VGG19-att grid (softmax) | b2 2 convs" in table
+  assert "| VGG19-att (softmax, separate u) | b2 2 convs" in table and "attention_type=" not in table
+
+
 def test_unfinished_runs_and_non_runs_are_skipped_and_a_run_counts_once(tmp_path, capsys):
   finished = _run_dir(tmp_path, "a", 0, (25.0, 7.0), (24.0, 6.5))
   unfinished = tmp_path / "b"

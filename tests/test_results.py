@@ -36,6 +36,14 @@ def test_make_write_read(tmp_path):
     results.write(str(tmp_path), made)
 
 
+def test_read_gives_the_config_in_current_terms(tmp_path):
+  """A run recorded before grid attention reads as linear (workdir.upgraded)."""
+  made = results.make(default.get_config(), _history(), wall_seconds=1, images_per_second=1)
+  del made["config"]["model"]["attention_type"]
+  results.write(str(tmp_path), made)
+  assert results.read(str(tmp_path))["config"]["model"]["attention_type"] == "linear"
+
+
 def test_dataset_label_defaults_to_the_tfds_name():
   made = results.make(default.get_config(), _history(), wall_seconds=1, images_per_second=1)
   assert made["dataset_label"] == "cifar100"

@@ -41,6 +41,23 @@ def test_a_recorded_config_reads_back_as_the_same_config(tmp_path):
   workdir.check_same_config(str(tmp_path), read)  # accepted: the same config
 
 
+def test_a_config_recorded_before_grid_attention_reads_and_resumes_as_linear(tmp_path):
+  """Runs recorded without model.attention_type and model.attn_features (fields in ADDED)."""
+  old = workdir.config_dict(default.get_config())
+  del old["model"]["attention_type"], old["model"]["attn_features"]
+  workdir.write_json(str(tmp_path / workdir.CONFIG_FILE), old)
+  read = workdir.read_config(str(tmp_path / workdir.CONFIG_FILE))
+  assert (read.model.attention_type, read.model.attn_features) == ("linear", 256)
+  workdir.check_same_config(str(tmp_path), default.get_config())  # resumes: the same config
+  workdir.check_same_config(str(tmp_path), read)
+  grid = default.get_config()
+  grid.model.attention_type = "grid"
+  with pytest.raises(workdir.ConfigMismatchError, match="model.attention_type: 'linear' -> 'grid'"):
+    workdir.check_same_config(str(tmp_path), grid)
+  assert workdir.upgraded({"model": {"init": "xavier"}})["model"] == {
+      "init_scheme": "xavier", "attention_type": "linear", "attn_features": 256}
+
+
 def test_a_workdir_with_files_but_no_config_is_refused(tmp_path):
   (tmp_path / "notes.txt").write_text("someone else's")
   with pytest.raises(workdir.ConfigMismatchError, match="holds files but no config.json"):

@@ -1,11 +1,14 @@
 """The reference models in PyTorch (NCHW), written for the interop tests.
 
 VGG19-BN in the reference layout (DEVELOPERS.md) with optional "(VGG-att3)-concat-pc" attention
-over l1..l3 before the max-pools: softmax or sigmoid normalisation, shared or separate u. Its
-attribute (state_dict) names follow either scheme of `ltpa_jax.torch_interop` ("reference" or
+over l1..l3: before or after the max-pools, softmax or sigmoid normalisation, concat or indep
+aggregation, scores by a shared or separate u, or by Schlemper et al.'s grid gates (`GridGate`).
+Its attribute (state_dict) names follow either scheme of `ltpa_jax.torch_interop` ("reference" or
 "saoyan"). Like the reference module, the "reference" scheme creates `projector` and the u's also
 without attention, unused then; the SaoYan port creates them only with attention.
 """
+
+import math
 
 import torch
 from torch import nn
@@ -40,15 +43,33 @@ class Op(nn.Module):
     return self.op(x)
 
 
+class GridGate(nn.Module):
+  """Scores c = phi(relu(W_l(l) + up(W_g(g)))) (N, 1, H, W); up: bilinear, align_corners=False."""
+
+  def __init__(self, features_l: int, features_g: int, features: int):
+    super().__init__()
+    self.W_l = nn.Conv2d(features_l, features, 1, bias=False)  # pylint: disable=invalid-name
+    self.W_g = nn.Conv2d(features_g, features, 1, bias=False)  # pylint: disable=invalid-name
+    self.phi = nn.Conv2d(features, 1, 1)
+
+  def forward(self, l, g):
+    g = F.interpolate(self.W_g(g), size=l.shape[2:], mode="bilinear", align_corners=False)
+    return self.phi(F.relu(self.W_l(l) + g))
+
+
 class ReferenceVGG(nn.Module):
   """forward(x) -> (logits, [(c_s, a_s) per attended layer, each (N, H, W)])."""
 
   def __init__(self, scheme="reference", num_classes=100, channels=3, attention=True,
-               normalisation="softmax", shared_u=False, b2_convs=2, width_multiplier=1.0):
+               normalisation="softmax", shared_u=False, b2_convs=2, width_multiplier=1.0,
+               attention_type="linear", attn_features=256, attention_position="before",
+               aggregation="concat"):
     super().__init__()
     saoyan = scheme == "saoyan"
     wrap = Op if saoyan else (lambda module: module)
     self.attention, self.normalisation = attention, normalisation
+    self.grid = attention and attention_type == "grid"
+    self.after, self.indep = attention_position == "after", aggregation == "indep"
     features = channels
     for s, (f, num_convs) in enumerate(BLOCKS, 1):
       f = width(f, width_multiplier)
@@ -58,13 +79,20 @@ class ReferenceVGG(nn.Module):
     g = width(512, width_multiplier)
     self.g_name = "dense" if saoyan else "adaptive_conv"
     self.add_module(self.g_name, nn.Conv2d(features, g, 1))
-    self.classifier_name = "classify" if saoyan else "classifier"
-    self.add_module(self.classifier_name, nn.Linear(3 * g if attention else g, num_classes))
+    classifier = "classify" if saoyan else "classifier"
+    self.classifier_names = [f"{classifier}{s}" for s in (1, 2, 3)] if self.indep else [classifier]
+    for name in self.classifier_names:
+      self.add_module(name, nn.Linear(3 * g if attention and not self.indep else g, num_classes))
     if attention or not saoyan:
       self.projector = wrap(nn.Conv2d(width(256, width_multiplier), g, 1, bias=False))
+    if self.grid:
+      self.gate_names = [f"{'attn' if saoyan else 'grid'}{s}" for s in (1, 2, 3)]
+      for name in self.gate_names:
+        self.add_module(name, GridGate(g, g, width(attn_features, width_multiplier)))
+    elif attention or not saoyan:
       u_prefix = "attn" if saoyan else "op"
-      self.u_names = [u_prefix] * 3 if shared_u else [f"{u_prefix}{s}" for s in (1, 2, 3)]
-      for name in dict.fromkeys(self.u_names):
+      self.gate_names = [u_prefix] * 3 if shared_u else [f"{u_prefix}{s}" for s in (1, 2, 3)]
+      for name in dict.fromkeys(self.gate_names):
         self.add_module(name, wrap(nn.Conv2d(g, 1, 1, bias=False)))
 
   def forward(self, x):
@@ -72,16 +100,18 @@ class ReferenceVGG(nn.Module):
     local = []
     for s in (3, 4, 5):
       x = getattr(self, f"conv_block{s}")(x)
-      local.append(x)
-      x = F.max_pool2d(x, 2, 2)
+      pooled = F.max_pool2d(x, 2, 2)
+      local.append(pooled if self.after else x)
+      x = pooled
     g = getattr(self, self.g_name)(self.conv_block6(x))  # (N, C, 1, 1)
-    classifier = getattr(self, self.classifier_name)
+    classifiers = [getattr(self, name) for name in self.classifier_names]
     if not self.attention:
-      return classifier(g.flatten(1)), []
+      return classifiers[0](g.flatten(1)), []
     local[0] = self.projector(local[0])
     descriptors, maps = [], []
-    for l, u_name in zip(local, self.u_names):
-      c = getattr(self, u_name)(l + g)  # (N, 1, H, W)
+    for l, name in zip(local, self.gate_names):
+      gate = getattr(self, name)
+      c = gate(l, g) if self.grid else gate(l + g)  # (N, 1, H, W)
       if self.normalisation == "softmax":
         a = F.softmax(c.flatten(1), dim=1).view_as(c)
         descriptors.append((a * l).sum((2, 3)))
@@ -89,7 +119,10 @@ class ReferenceVGG(nn.Module):
         a = torch.sigmoid(c)
         descriptors.append((a * l).mean((2, 3)))
       maps.append((c[:, 0], a[:, 0]))
-    return classifier(torch.cat(descriptors, 1)), maps
+    if not self.indep:
+      return classifiers[0](torch.cat(descriptors, 1)), maps
+    log_probs = [F.log_softmax(f(d), 1) for f, d in zip(classifiers, descriptors)]
+    return torch.logsumexp(torch.stack(log_probs), 0) - math.log(len(log_probs)), maps
 
 
 def randomise(model: nn.Module, seed: int) -> nn.Module:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 3's GPU checks in three back-to-back calls of the `device` tool (64 MiB travel per call).
+# GPU checks through the `device` tool (64 MiB travel per call): issue 3's, in three back-to-back
+# calls, and issue 14's speed sweep, in one (below).
 #
 # Here, once (no GPU needed; writes only the ignored folders .whl/ and .data/):
 #   bash benchmarks/device_kit.sh pack
@@ -16,6 +17,10 @@
 # KIT_CONFIG=configs/tiny.py KIT_FLAGS="--config.train_examples=256 --config.num_epochs=2
 # --config.lr_boundaries_epochs=(1,)"
 # BENCH_STEPS=1 bash benchmarks/device_kit.sh run (after `pack` and `receive`).
+#
+# Issue 14's sweep (benchmarks/device_sweep.py) needs no data, so one call after `pack`:
+#   run(carry=[".whl"], command="bash benchmarks/device_kit.sh sweep", timeout_s=540)
+# (its candidates stop starting after 450 s; SWEEP_FLAGS="--dry_run" runs it on CPU).
 set -euo pipefail
 
 KIT=/tmp/ltpa_kit
@@ -46,12 +51,23 @@ receive() {  # keeps this call's parts where the next calls find them
   ls -la "$KIT"
 }
 
-run() {
-  : "${OUT:?set OUT to the folder for the results}"
-  receive
+install() {  # the carried wheels, for this shell's Python
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$KIT/site" .whl/*.whl
   export PYTHONPATH="$KIT/site:$PWD" PYTHONUNBUFFERED=1
+}
+
+sweep() {  # issue 14's speed candidates on synthetic data: needs only .whl
+  : "${OUT:?set OUT to the folder for the results}"
+  install
+  (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
+  "$PYTHON" benchmarks/device_sweep.py --out "$OUT" ${SWEEP_FLAGS:-}
+}
+
+run() {
+  : "${OUT:?set OUT to the folder for the results}"
+  receive
+  install
   [[ "$(cat "$KIT"/cifar100.tar.part-* | sha256sum | cut -d' ' -f1)" == \
      "$(cat .data/cifar100.tar.sha256)" ]] || { echo "CIFAR-100 parts incomplete" >&2; exit 1; }
   rm -rf "$KIT/tfds" "$KIT/run" && mkdir -p "$KIT/tfds"
@@ -75,6 +91,6 @@ run() {
 }
 
 case "${1:-}" in
-  pack | receive | run) "$1" ;;
-  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|run" >&2; exit 2 ;;
+  pack | receive | run | sweep) "$1" ;;
+  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|run|sweep" >&2; exit 2 ;;
 esac

@@ -36,6 +36,7 @@ def get_config():
   config.model.shared_u = False  # one compatibility vector u for all attended layers
   config.model.attention_position = "before"  # before | after the max-pools
   config.model.b2_convs = 2  # convs in block b2 (the reference table's runs used 3)
+  config.model.batchnorm_one_pass = False  # BatchNorm variance as E[x^2] - E[x]^2 in one pass
   config.model.width_multiplier = 1.0  # scales every channel width (tiny models for tests)
   config.model.init_scheme = "kaiming"  # kaiming: normal fan_in, BN scale ~ N(0, 0.01) |
   #                                        xavier: uniform gain sqrt(2), BN scale ~ U(0, 1)

@@ -63,12 +63,14 @@ class BatchNorm(nn.Module):
   """BatchNorm with torch semantics: running var is updated with the unbiased batch variance.
 
   Statistics and normalisation are computed in float32 (float64 for a float64 model) whatever the
-  compute dtype.
+  compute dtype. `one_pass`: the variance as E[x^2] - E[x]^2, both means in one pass over x (the
+  same maths; rounding differs), instead of E[(x - E[x])^2].
   """
 
   init_scheme: str = "kaiming"
   momentum: float = 0.1  # torch convention: new = (1 - momentum) * old + momentum * batch
   epsilon: float = 1e-5
+  one_pass: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -83,7 +85,10 @@ class BatchNorm(nn.Module):
     if train:
       axes = tuple(range(x.ndim - 1))
       mean = x32.mean(axes)
-      var = jnp.square(x32 - mean).mean(axes)
+      if self.one_pass:
+        var = jnp.maximum(jnp.square(x32).mean(axes) - jnp.square(mean), 0.0)
+      else:
+        var = jnp.square(x32 - mean).mean(axes)
       if not self.is_initializing():
         n = x32.size // features
         running_mean.value = (1 - self.momentum) * running_mean.value + self.momentum * mean
@@ -102,6 +107,7 @@ class ConvBlock(nn.Module):
   num_convs: int
   pool_each: bool = False
   init_scheme: str = "kaiming"
+  batchnorm_one_pass: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -109,7 +115,8 @@ class ConvBlock(nn.Module):
     for i in range(self.num_convs):
       x = nn.Conv(self.features, (3, 3), padding=1, kernel_init=_conv_init(self.init_scheme),
                   dtype=self.dtype, param_dtype=wide_dtype(self.dtype), name=f"conv{i}")(x)
-      x = nn.relu(BatchNorm(self.init_scheme, dtype=self.dtype, name=f"bn{i}")(x, train))
+      x = nn.relu(BatchNorm(self.init_scheme, one_pass=self.batchnorm_one_pass, dtype=self.dtype,
+                            name=f"bn{i}")(x, train))
       if self.pool_each:
         x = max_pool(x)
     return x
@@ -221,6 +228,7 @@ class VGGAttention(nn.Module):
   b2_convs: int = 2
   width_multiplier: float = 1.0
   init_scheme: str = "kaiming"
+  batchnorm_one_pass: bool = False  # BatchNorm's variance as E[x^2] - E[x]^2 (see BatchNorm)
   dtype: Dtype = jnp.float32
 
   def _width(self, features: int) -> int:
@@ -239,8 +247,9 @@ class VGGAttention(nn.Module):
     conv_kwargs = dict(kernel_init=_conv_init(self.init_scheme), dtype=self.dtype,
                        param_dtype=wide)
     block = lambda s, n, **kw: ConvBlock(self._width(BLOCK_FEATURES[s - 1]), n,
-                                         init_scheme=self.init_scheme, dtype=self.dtype,
-                                         name=f"block{s}", **kw)
+                                         init_scheme=self.init_scheme,
+                                         batchnorm_one_pass=self.batchnorm_one_pass,
+                                         dtype=self.dtype, name=f"block{s}", **kw)
     x = block(1, 2)(x, train)
     x = block(2, self.b2_convs)(x, train)
     local = {}
@@ -295,4 +304,4 @@ def create_model(m, num_classes: int) -> VGGAttention:
       compatibility=m.compatibility, attended_layers=tuple(m.attended_layers),
       aggregation=m.aggregation, shared_u=m.shared_u, attention_position=m.attention_position,
       b2_convs=m.b2_convs, width_multiplier=m.width_multiplier, init_scheme=m.init_scheme,
-      dtype=DTYPES[choice("dtype", m.dtype, DTYPES)])
+      batchnorm_one_pass=m.batchnorm_one_pass, dtype=DTYPES[choice("dtype", m.dtype, DTYPES)])

@@ -18,7 +18,8 @@ CONFIG_FILE = "config.json"
 RENAMED = {"model": {"init": "init_scheme"}}
 # Config fields added since runs were recorded, with the values that the runs recorded before
 # them had: {section: {name: value}}.
-ADDED = {"model": {"attention_type": "linear", "attn_features": 256}}
+ADDED = {"model": {"attention_type": "linear", "attn_features": 256,
+                   "batchnorm_one_pass": False}}
 
 
 class ConfigMismatchError(errors.UserError, ValueError):

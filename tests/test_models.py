@@ -205,8 +205,10 @@ def test_bfloat16_computes_in_bfloat16_but_keeps_float32_params_and_statistics()
   assert {x.dtype for x in jax.tree.leaves(updates)} == {jnp.dtype(jnp.float32)}
 
 
-def test_batchnorm_updates_running_statistics_like_torch(x64):
-  bn = models.BatchNorm(momentum=0.1, dtype=jnp.float64)
+@pytest.mark.parametrize("one_pass", [False, True])
+def test_batchnorm_updates_running_statistics_like_torch(one_pass, x64):
+  """Either way of computing the variance is torch's maths (float64)."""
+  bn = models.BatchNorm(momentum=0.1, one_pass=one_pass, dtype=jnp.float64)
   x = jax.random.normal(jax.random.key(0), (4, 3, 3, 2)) * 2 + 1
   variables = bn.init(jax.random.key(1), x, train=False)
   y, updates = bn.apply(variables, x, train=True, mutable=["batch_stats"])

@@ -1,0 +1,166 @@
+"""FGSM: eps 0 is the clean evaluation, the perturbation stays within eps, the input gradient is
+the loss's (finite differences, float64), and the robustness command on a tiny trained run."""
+
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+import pytest
+
+from ltpa_jax import checkpoints
+from ltpa_jax import errors
+from ltpa_jax import experiment
+from ltpa_jax import input_pipeline
+from ltpa_jax import robustness
+from ltpa_jax import steps
+from ltpa_jax import train
+from ltpa_jax import workdir as workdir_lib
+from tests import fakes
+from tests import test_cli_errors
+from tests import test_train
+
+INFO = fakes.INFO
+
+
+def calibrated(model, state, images):
+  """`state` with the running BatchNorm statistics of `images` (BatchNorm's momentum 0.1 undone).
+
+  A fresh model's statistics (mean 0, variance 1) give eval-mode logits that hardly depend on the
+  input (their spread over images measured ~1e-9): FGSM would have almost no gradient to follow.
+  """
+  _, updates = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                           input_pipeline.normalise(images, INFO.mean, INFO.std,
+                                                    steps.params_dtype(state.params)),
+                           train=True, mutable=["batch_stats"])
+  return state.replace(batch_stats=jax.tree.map(lambda new, old: (new - 0.9 * old) / 0.1,
+                                                updates["batch_stats"], state.batch_stats))
+
+
+def test_eps_zero_is_exactly_the_clean_evaluation():
+  """Bitwise, over padded and masked batches (23 examples in batches of 10)."""
+  model, _, state = test_train.setup()
+  data = steps.to_device(fakes.colour_split(23, seed=1))
+  clean = jax.jit(functools.partial(steps.evaluate, model, INFO, 10))(state, data)
+  zero = jax.jit(functools.partial(steps.evaluate_adversarial, model, INFO, 10, 0))(state, data)
+  as_floats = lambda metrics: {k: float(v) for k, v in metrics.compute().items()}
+  assert as_floats(zero) == as_floats(clean)
+
+
+def test_the_perturbation_is_eps_in_sign_within_the_pixel_range():
+  """|x_adv - x| is eps where the result is not clipped (at most eps everywhere), in [0, 255],
+  floats of the params' dtype, not rounded to integers."""
+  model, _, state = test_train.setup()
+  split = fakes.noise_split(4, seed=2)  # noise: many pixels at 0-2 and 253-255 get clipped
+  x = jnp.asarray(split.images)
+  state = calibrated(model, state, x)
+  eps = 2.5
+  adversarial = np.asarray(jax.jit(functools.partial(steps.fgsm, model, INFO))(
+      state, x, jnp.asarray(split.labels), eps))
+  assert adversarial.dtype == np.float32
+  delta = adversarial - np.asarray(x, np.float32)
+  inside = (adversarial > 0) & (adversarial < 255)
+  assert np.abs(delta).max() <= eps and adversarial.min() >= 0 and adversarial.max() <= 255
+  assert (np.abs(delta[inside]) == eps).mean() > 0.99  # sign(gradient) is 0 almost nowhere
+  assert (adversarial != np.round(adversarial)).any()
+  assert ((adversarial == 0) | (adversarial == 255)).any()  # clipped
+
+
+def test_the_input_gradient_is_the_loss_derivative(x64):
+  """The gradient FGSM takes the sign of, along a random direction, against a central finite
+  difference of the summed loss in pixel units (float64, step 1e-4 pixels)."""
+  model, _, state = test_train.setup(dtype=jnp.float64)
+  split = fakes.colour_split(3, seed=3)
+  x, labels = jnp.asarray(split.images, jnp.float64), jnp.asarray(split.labels)
+  state = calibrated(model, state, x)
+  loss = jax.jit(functools.partial(steps.pixel_loss, model, INFO, state, labels=labels))
+  gradient = jax.jit(jax.grad(functools.partial(steps.pixel_loss, model, INFO, state),
+                              argnums=0))(x, labels)
+  direction = jax.random.normal(jax.random.key(1), x.shape, jnp.float64)
+  h = 1e-4
+  finite_difference = (loss(x + h * direction) - loss(x - h * direction)) / (2 * h)
+  np.testing.assert_allclose(float(jnp.vdot(gradient, direction)), float(finite_difference),
+                             rtol=1e-6)
+
+
+EPOCHS = 30  # 90 steps of lr 0.02: long enough to learn colour_split's colours
+
+
+def plain_run(config, workdir):
+  """A run without attention, its checkpoint the initial state (step 0)."""
+  config = config.copy_and_resolve_references()
+  config.model.attention = False
+  workdir_lib.check_same_config(str(workdir), config)
+  built = experiment.build(config, splits=())
+  state = jax.jit(built.initial_state)(jax.random.key(0))
+  with checkpoints.CheckpointManager(str(workdir)) as ckpt:
+    ckpt.save(0, steps.checkpoint_tree(state), jax.random.key(0))
+
+
+def test_the_command_on_a_trained_run_and_one_without_attention(fake_dataset, tmp_path, capsys):
+  """A tiny attention model trained 2 epochs on colour_split (classes visible as colours) and an
+  untrained plain VGG, under eps 0, 4, 16.
+
+  The trained run's top-1 error does not fall as eps grows. Measured (2-core CPU, jax 0.10.2):
+  MEASURED_ERRORS; the test asserts only the order.
+  """
+  trained, plain = tmp_path / "att", tmp_path / "plain"
+  fake_dataset.update(num_epochs=EPOCHS, learning_rate=0.02, lr_boundaries_epochs=(),
+                      eval_every_epochs=EPOCHS)
+  train.train_and_evaluate(fake_dataset, str(trained))
+  plain_run(fake_dataset, plain)
+  capsys.readouterr()
+  out = tmp_path / "curves.png"
+  printed = robustness.measure([str(trained), str(plain)], [0.0, 4.0, 16.0], str(out),
+                               examples=3)
+  print(printed)  # shown with pytest -s
+  table, _, wrote = printed.partition("\n\n")
+  assert table.splitlines()[0] == (f"| eps | {trained} top-1 | {trained} top-5 | {plain} top-1 "
+                                   f"| {plain} top-5 |")
+  assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| 0", "| 4", "| 16"]
+  assert wrote.startswith(f"Wrote {trained / robustness.RESULT_FILE} (step {3 * EPOCHS})")
+  with open(trained / robustness.RESULT_FILE) as f:
+    result = json.load(f)
+  with open(trained / "results.json") as f:
+    final = json.load(f)["final"]
+  assert (result["step"], result["dataset_label"], result["epsilons"]) == (3 * EPOCHS, "fake", [0, 4, 16])
+  errors_by_eps = [r["top1_error"] for r in result["results"]]
+  assert errors_by_eps[0] == final["test_top1_error"]  # eps 0: the training's own evaluation
+  assert errors_by_eps[0] <= errors_by_eps[1] <= errors_by_eps[2], errors_by_eps
+  assert [r["loss"] for r in result["results"]] == sorted(r["loss"] for r in result["results"])
+  with open(plain / robustness.RESULT_FILE) as f:
+    assert json.load(f)["step"] == 0
+  for path in (out, trained / robustness.EXAMPLES_FILE, plain / robustness.EXAMPLES_FILE):
+    with Image.open(path) as image:
+      assert image.format == "PNG" and image.height > 3 * 100
+
+  again = test_cli_errors.run("ltpa_jax.robustness", f"--workdir={trained}", "--epsilons=0,1",
+                              f"--out={tmp_path / 'other.png'}")
+  assert (again.returncode, again.stderr) == (
+      2, f"error: {trained / robustness.RESULT_FILE}, {trained / robustness.EXAMPLES_FILE} "
+      "exists already: give --overwrite to replace it (or move it away, or another --out).\n")
+  untrained = tmp_path / "untrained"
+  workdir_lib.check_same_config(str(untrained), fake_dataset)  # config.json, no checkpoint
+  with pytest.raises(errors.UserError, match="No checkpoint in .*: train the run first"):
+    robustness.measure([str(untrained)], [0.0], str(tmp_path / "x.png"))
+
+
+@pytest.mark.parametrize("values, message", [
+    (["1", "-2"], "--epsilons must be numbers from 0 to 255 (pixel units), got -2"),
+    (["nan"], "--epsilons must be numbers from 0 to 255 (pixel units), got nan"),
+    (["1", "x"], "--epsilons must be comma-separated numbers (pixel units, 0-255), got 1,x"),
+    (["2", "2.0"], "--epsilons lists an eps twice (2,2.0): give each once."),
+])
+def test_bad_epsilons_are_user_errors(values, message):
+  with pytest.raises(errors.UserError) as error:
+    robustness.parse_epsilons(values)
+  assert str(error.value).startswith(message)
+
+
+def test_a_workdir_without_config_is_a_user_error(tmp_path):
+  with pytest.raises(errors.UserError, match=r"No config\.json in .*: give the workdir of a "
+                     r"training run"):
+    robustness.measure([str(tmp_path)], [0.0], str(tmp_path / "out.png"))
+  assert not (tmp_path / "out.png").exists()

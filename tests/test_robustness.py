@@ -103,8 +103,10 @@ def test_the_command_on_a_trained_run_and_one_without_attention(fake_dataset, tm
   """A tiny attention model trained 2 epochs on colour_split (classes visible as colours) and an
   untrained plain VGG, under eps 0, 4, 16.
 
-  The trained run's top-1 error does not fall as eps grows. Measured (2-core CPU, jax 0.10.2):
-  MEASURED_ERRORS; the test asserts only the order.
+  The trained run's top-1 error does not fall as eps grows, nor its loss. Measured (2-core CPU,
+  jax 0.10.2): top-1 86, 86, 86 %, top-5 42, 44, 48 % at eps 0, 4, 16 (chance: 90 %, 50 %): the
+  run has hardly learned, so the top-1 order holds with no margin; the test asserts only the
+  order. (15 epochs at lr 0.1 gave top-1 86, 92, 92 %.)
   """
   trained, plain = tmp_path / "att", tmp_path / "plain"
   fake_dataset.update(num_epochs=EPOCHS, learning_rate=0.02, lr_boundaries_epochs=(),
@@ -125,7 +127,8 @@ def test_the_command_on_a_trained_run_and_one_without_attention(fake_dataset, tm
     result = json.load(f)
   with open(trained / "results.json") as f:
     final = json.load(f)["final"]
-  assert (result["step"], result["dataset_label"], result["epsilons"]) == (3 * EPOCHS, "fake", [0, 4, 16])
+  assert (result["step"], result["dataset_label"], result["epsilons"]) == (
+      3 * EPOCHS, "fake", [0, 4, 16])
   errors_by_eps = [r["top1_error"] for r in result["results"]]
   assert errors_by_eps[0] == final["test_top1_error"]  # eps 0: the training's own evaluation
   assert errors_by_eps[0] <= errors_by_eps[1] <= errors_by_eps[2], errors_by_eps

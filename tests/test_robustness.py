@@ -85,7 +85,7 @@ def test_the_input_gradient_is_the_loss_derivative(x64):
                              rtol=1e-6)
 
 
-EPOCHS = 30  # 90 steps of lr 0.02: long enough to learn colour_split's colours
+EPOCHS = 10  # 30 steps of lr 0.05 (xavier init): colour_split is learned in part
 
 
 def plain_run(config, workdir):
@@ -100,17 +100,18 @@ def plain_run(config, workdir):
 
 
 def test_the_command_on_a_trained_run_and_one_without_attention(fake_dataset, tmp_path, capsys):
-  """A tiny attention model trained 2 epochs on colour_split (classes visible as colours) and an
-  untrained plain VGG, under eps 0, 4, 16.
+  """A tiny attention model trained 10 epochs (30 steps, lr 0.05, xavier init) on colour_split
+  (classes visible as colours) and an untrained plain VGG, under eps 0, 4, 16.
 
   The trained run's top-1 error does not fall as eps grows, nor its loss. Measured (2-core CPU,
-  jax 0.10.2): top-1 86, 86, 86 %, top-5 42, 44, 48 % at eps 0, 4, 16 (chance: 90 %, 50 %): the
-  run has hardly learned, so the top-1 order holds with no margin; the test asserts only the
-  order. (15 epochs at lr 0.1 gave top-1 86, 92, 92 %.)
+  jax 0.10.2, one core): top-1 74, 74, 86 %, top-5 40, 44, 58 % at eps 0, 4, 16 (chance: 90 %,
+  50 %). With kaiming init (BN scale ~ N(0, 0.01)) the run hardly learned (top-1 86 % at eps 0),
+  as tests/test_train.py notes for CIFAR-100.
   """
   trained, plain = tmp_path / "att", tmp_path / "plain"
-  fake_dataset.update(num_epochs=EPOCHS, learning_rate=0.02, lr_boundaries_epochs=(),
+  fake_dataset.update(num_epochs=EPOCHS, learning_rate=0.05, lr_boundaries_epochs=(),
                       eval_every_epochs=EPOCHS)
+  fake_dataset.model.init_scheme = "xavier"
   train.train_and_evaluate(fake_dataset, str(trained))
   plain_run(fake_dataset, plain)
   capsys.readouterr()

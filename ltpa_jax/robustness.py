@@ -9,7 +9,9 @@ model in eval mode (`steps.fgsm`), and the run is evaluated on those images. Pri
 table of top-1 / top-5 error against eps, the runs side by side, and writes per run
 <workdir>/robustness.json and <workdir>/fgsm_examples.png (a few test images, clean and attacked
 at the largest eps, with their predicted classes), and the error curves of every run to --out.
-An existing output is refused unless --overwrite. Runs with and without attention are accepted.
+An existing output is refused unless --overwrite. Runs with and without attention (linear or
+grid gates) are accepted. --test_images N evaluates the first N test images only: FGSM costs a
+backward pass per image and eps, several times an evaluation's.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from typing import Sequence
 from absl import app
 from absl import flags
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ltpa_jax import checkpoints
 from ltpa_jax import cli
+from ltpa_jax import config_validation
+from ltpa_jax import datasets
 from ltpa_jax import errors
 from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import plots
@@ -56,19 +61,6 @@ def parse_epsilons(values: Sequence[str]) -> list[float]:
   return sorted(epsilons)
 
 
-def read_config(workdir: str, data_dir: str | None = None):
-  """The config of the run in `workdir` (reading data from `data_dir` if given); UserError if
-  there is none."""
-  path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
-  if not os.path.isfile(path):
-    raise errors.UserError(f"No {workdir_lib.CONFIG_FILE} in {workdir}: give the workdir of a "
-                           "training run (python -m ltpa_jax --workdir ...).")
-  config = workdir_lib.read_config(path)
-  if data_dir:
-    config.data_dir = data_dir
-  return config
-
-
 def check_outputs(workdirs: Sequence[str], out: str, overwrite: bool):
   """Before any work: UserError for a workdir given twice, an `out` that is not an image name,
   or outputs that exist (unless `overwrite`)."""
@@ -96,15 +88,15 @@ def restore_latest(experiment, workdir: str):
                          f"{workdir}).")
 
 
-def evaluate_run(experiment, state, test, epsilons: Sequence[float]) -> list[dict]:
+def evaluate_run(experiment, state, test, epsilons: Sequence[float],
+                 batch_size: int) -> list[dict]:
   """Per eps: the top-1 and top-5 error (%) and loss on `test` (device arrays) under FGSM of
-  that eps.
+  that eps, in batches of `batch_size`.
 
   Compiled twice: the clean evaluation (eps 0, bitwise `steps.evaluate`) and the attacked one,
   eps traced.
   """
-  model, info, batch_size = (experiment.model, experiment.dataset.info,
-                             experiment.config.eval_batch_size)
+  model, info = experiment.model, experiment.dataset.info
   clean = jax.jit(functools.partial(steps.evaluate, model, info, batch_size))
   attacked = jax.jit(functools.partial(steps.evaluate_adversarial, model, info, batch_size))
   results = []
@@ -122,8 +114,8 @@ def save_examples(experiment, state, test, eps: float, count: int, path: str):
   images, labels = test.images[:count], test.labels[:count]
   attack = jax.jit(functools.partial(steps.fgsm, experiment.model, experiment.dataset.info))
   adversarial = attack(state, images, labels, eps)
-  predicted = [np.asarray(experiment.predict(state, x)[0]).argmax(-1)
-               for x in (images, adversarial)]
+  both = jnp.concatenate([images.astype(adversarial.dtype), adversarial])  # one compile
+  predicted = np.split(np.asarray(experiment.predict(state, both)[0]).argmax(-1), 2)
   plots.save_adversarial_examples(np.asarray(images), np.asarray(adversarial), np.asarray(labels),
                                   *predicted, eps, path, experiment.dataset.class_names)
 
@@ -139,27 +131,42 @@ def table(runs: dict[str, dict]) -> str:
   return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
+def first_images(experiment, count: int | None) -> tuple[datasets.Examples, int]:
+  """The first `count` test images (all if None) on the device, and the evaluation batch size:
+  the run's eval_batch_size, or `count` if smaller."""
+  test, batch_size = experiment.dataset.test, experiment.config.eval_batch_size
+  if count is not None:
+    test = datasets.Examples(test.images[:count], test.labels[:count])
+    batch_size = min(batch_size, count)
+  return steps.to_device(test), batch_size
+
+
 def measure(workdirs: Sequence[str], epsilons: Sequence[float], out: str, examples: int = 4,
-            data_dir: str | None = None, overwrite: bool = False) -> str:
-  """Evaluates each run under each eps and writes its robustness.json and fgsm_examples.png,
-  then the curves of every run to `out`; returns the table and the files written."""
-  if examples < 1:
-    raise errors.UserError(f"--examples must be at least 1, got {examples}.")
+            data_dir: str | None = None, overwrite: bool = False,
+            test_images: int | None = None) -> str:
+  """Evaluates each run under each eps (on its first `test_images` test images, all if None)
+  and writes its robustness.json and fgsm_examples.png, then the curves of every run to `out`;
+  returns the table and the files written."""
+  for flag, value in (("examples", examples), ("test_images", test_images)):
+    if value is not None and value < 1:
+      raise errors.UserError(f"--{flag} must be at least 1, got {value}.")
   check_outputs(list(workdirs), out, overwrite)
-  configs = {workdir: read_config(workdir, data_dir) for workdir in workdirs}
+  configs = {workdir: workdir_lib.read_run_config(workdir, data_dir) for workdir in workdirs}
+  for config in configs.values():  # every run's, before any work
+    config_validation.validate(config, 1)
   runs, wrote = {}, []
   for workdir, config in configs.items():
     experiment = experiment_lib.build(config, splits=("test",))
     state, step = restore_latest(experiment, workdir)
-    test = steps.to_device(experiment.dataset.test)
+    test, batch_size = first_images(experiment, test_images)
     runs[workdir] = {"dataset": config.dataset, "dataset_label": experiment.dataset.label,
-                     "step": step, "epsilons": list(epsilons),
-                     "results": evaluate_run(experiment, state, test, epsilons)}
+                     "step": step, "test_images": len(test.labels), "epsilons": list(epsilons),
+                     "results": evaluate_run(experiment, state, test, epsilons, batch_size)}
     path = os.path.join(workdir, RESULT_FILE)
     workdir_lib.write_json(path, runs[workdir], overwrite=overwrite)
     examples_path = os.path.join(workdir, EXAMPLES_FILE)
     save_examples(experiment, state, test, max(epsilons), examples, examples_path)
-    wrote += [f"{path} (step {step})", examples_path]
+    wrote += [f"{path} (step {step}, {len(test.labels)} test images)", examples_path]
   plots.save_robustness_curves(runs, out)
   return "\n".join([table(runs), "", "Wrote " + ", ".join(wrote + [out]) + "."])
 
@@ -168,7 +175,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   print(measure(FLAGS.workdir, parse_epsilons(FLAGS.epsilons), FLAGS.out, FLAGS.examples,
-                FLAGS.data_dir, FLAGS.overwrite))
+                FLAGS.data_dir, FLAGS.overwrite, FLAGS.test_images))
 
 
 if __name__ == "__main__":  # flags defined here only: importing this module defines none
@@ -178,6 +185,8 @@ if __name__ == "__main__":  # flags defined here only: importing this module def
                     "Comma-separated FGSM eps, in pixel units (0-255).")
   flags.DEFINE_string("out", "robustness.png", "Image file of the error curves (.png, .pdf, ...).")
   flags.DEFINE_integer("examples", 4, "Test images drawn in each run's fgsm_examples.png.")
+  flags.DEFINE_integer("test_images", None, "Evaluate on the first N test images only (default: "
+                       "all): a quicker estimate, FGSM costs a backward pass per image and eps.")
   flags.DEFINE_string("data_dir", None, "TFDS data_dir, if not the runs'.")
   flags.DEFINE_bool("overwrite", False, "Replace existing robustness.json, fgsm_examples.png and "
                     "--out files.")

@@ -111,7 +111,8 @@ def test_the_command_on_a_trained_and_an_untrained_run(fake_dataset, tmp_path, c
   assert table.splitlines()[0] == (f"| eps | {trained} top-1 | {trained} top-5 | {untrained} top-1 "
                                    f"| {untrained} top-5 |")
   assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| 0", "| 4", "| 16"]
-  assert wrote.startswith(f"Wrote {trained / robustness.RESULT_FILE} (step {3 * EPOCHS})")
+  assert wrote.startswith(f"Wrote {trained / robustness.RESULT_FILE} (step {3 * EPOCHS}, 50 test "
+                          "images)")
   with open(trained / robustness.RESULT_FILE) as f:
     result = json.load(f)
   with open(trained / "results.json") as f:

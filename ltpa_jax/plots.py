@@ -170,3 +170,49 @@ def _min_max(maps: np.ndarray) -> np.ndarray:
   low = maps.min(axis=(1, 2), keepdims=True)
   span = maps.max(axis=(1, 2), keepdims=True) - low
   return np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0)
+
+
+def save_robustness_curves(runs: Mapping[str, Mapping], path: str):
+  """Saves top-1 and top-5 test error (%) against the FGSM eps, one line per run.
+
+  `runs` maps a run's name to its robustness results (`robustness.evaluate_run`): `results`, one
+  dict per eps with `eps`, `top1_error` and `top5_error`.
+  """
+  fig = Figure(figsize=(10, 4), layout="constrained")
+  for ax, key, title in zip(fig.subplots(1, 2), ("top1_error", "top5_error"), ("top-1", "top-5")):
+    for name, run in runs.items():
+      ax.plot([r["eps"] for r in run["results"]], [r[key] for r in run["results"]], marker=".",
+              label=name)
+    ax.set_xlabel("FGSM eps (pixel units, 0-255)")
+    ax.set_ylabel(f"test {title} error (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.savefig(path, dpi=100)
+
+
+def save_adversarial_examples(clean, adversarial, labels, clean_predicted, adversarial_predicted,
+                              eps: float, path: str, class_names: Sequence[str] | None = None):
+  """Saves one row per image: the clean image and its FGSM image of `eps`, each titled with its
+  predicted class (red when it is not the true one, `labels`).
+
+  `clean` and `adversarial` are (N, H, W, 1 or 3) in pixel units (0-255, floats allowed).
+  """
+  n = len(labels)
+  fig = Figure(figsize=(2 * 1.6, 1.6 * n + 0.3), layout="constrained")
+  axes = fig.subplots(n, 2, squeeze=False)
+  columns = ((clean, clean_predicted, "clean"), (adversarial, adversarial_predicted,
+                                                  f"FGSM eps={eps:g}"))
+  for j, (images, predicted, column) in enumerate(columns):
+    images = np.clip(np.asarray(images, np.float32) / 255, 0, 1)
+    for i in range(n):
+      ax = axes[i, j]
+      ax.imshow(np.broadcast_to(images[i], images.shape[1:3] + (3,)), interpolation="nearest")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      wrong = int(predicted[i]) != int(labels[i])
+      title = f"pred: {class_name(int(predicted[i]), class_names)}"
+      ax.set_title(f"{column}\n{title}" if i == 0 else title, fontsize=8,
+                   color="red" if wrong else "black")
+      if j == 0:
+        ax.set_ylabel(f"true: {class_name(int(labels[i]), class_names)}", fontsize=8)
+  fig.savefig(path, dpi=100)

@@ -1,4 +1,5 @@
-"""The pure parts of training: the state, jitted-ready SGD steps, evaluation and predictions.
+"""The pure parts of training: the state, jitted-ready SGD steps, evaluation (clean or under the
+fast gradient sign method) and predictions.
 
 Nothing here reads files, prints or keeps time: `train` runs these steps over a workdir,
 `benchmark`, `visualize` and `evaluate_torch` call them directly.
@@ -125,10 +126,11 @@ def train_steps(model, tx, info, state: TrainState, data: datasets.Examples, bat
 
 
 def evaluate(model, info, batch_size: int, state: TrainState, data: datasets.Examples,
-             mesh=None):
+             mesh=None, eps=None):
   """Loss and top-1/top-5 accuracy on every example of `data`, with running BN statistics.
 
-  With a `mesh`, each batch is split over its devices.
+  With a `mesh`, each batch is split over its devices. With `eps` (pixel units; a number or a
+  traced scalar), on each batch's FGSM images (`fgsm`) instead of the images.
   """
   n = data.labels.shape[0]
   num_batches = -(-n // batch_size)
@@ -137,12 +139,12 @@ def evaluate(model, info, batch_size: int, state: TrainState, data: datasets.Exa
   labels = jnp.pad(data.labels, (0, pad))
   mask = jnp.arange(num_batches * batch_size) < n
   reshape = lambda x: x.reshape(num_batches, batch_size, *x.shape[1:])
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
 
   def body(totals, xs):
     images, labels, mask = xs
-    logits, _ = model.apply(variables, input_pipeline.normalise(
-        images, info.mean, info.std, params_dtype(state.params)), train=False)
+    if eps is not None:
+      images = fgsm(model, info, state, images, labels, eps)
+    logits, _ = predictions(model, info, state, images)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     return totals.merge(EvalMetrics.single_from_model_output(
         **_outputs(logits, labels, loss), mask=mask)), None
@@ -152,9 +154,37 @@ def evaluate(model, info, batch_size: int, state: TrainState, data: datasets.Exa
   return totals
 
 
+def evaluate_adversarial(model, info, batch_size: int, eps, state: TrainState,
+                         data: datasets.Examples):
+  """`evaluate` on the FGSM images of `eps` (pixel units) of every example of `data`.
+
+  A Python eps of 0 evaluates the clean images: the very program of `evaluate`, its numbers
+  bitwise. A traced eps (one compilation for every eps) always attacks, 0 included.
+  """
+  clean = isinstance(eps, (int, float)) and eps == 0
+  return evaluate(model, info, batch_size, state, data, eps=None if clean else eps)
+
+
+def pixel_loss(model, info, state: TrainState, images, labels):
+  """The summed softmax cross-entropy of images in pixel units (0-255, padded to 32x32), in eval
+  mode: the loss FGSM ascends. Summed, each image's gradient is that of its own loss, whatever
+  the batch (the mean's has the same sign)."""
+  logits, _ = predictions(model, info, state, images)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
+
+
+def fgsm(model, info, state: TrainState, images, labels, eps):
+  """The fast gradient sign method's images of `images` (uint8 or float, pixel units):
+  clip(x + eps * sign(d pixel_loss / dx), 0, 255), as floats in the params' dtype, not rounded to
+  integers: the attack is defined in real pixel units."""
+  x = images.astype(params_dtype(state.params))
+  grad = jax.grad(lambda x: pixel_loss(model, info, state, x, labels))(x)
+  return jnp.clip(x + eps * jnp.sign(grad), 0, 255)
+
+
 def predictions(model, info, state: TrainState, images):
-  """The logits (N, classes) and normalised attention maps {layer: (N, h, w)} of uint8 images
-  (padded to 32x32), in eval mode."""
+  """The logits (N, classes) and normalised attention maps {layer: (N, h, w)} of images in pixel
+  units (uint8, or floats from `fgsm`; padded to 32x32), in eval mode."""
   logits, maps = model.apply({"params": state.params, "batch_stats": state.batch_stats},
                              input_pipeline.normalise(images, info.mean, info.std,
                                                       params_dtype(state.params)), train=False)

@@ -35,18 +35,12 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir, if not the run
 
 def read_run_config(workdir: str, data_dir: str | None = None):
   """The config of the attention run in `workdir` (reading data from `data_dir` if given);
-  UserError if there is none."""
-  path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
-  if not os.path.isfile(path):
-    raise errors.UserError(f"No {workdir_lib.CONFIG_FILE} in {workdir}: give the workdir of a "
-                           "training run.")
-  config = workdir_lib.read_config(path)
+  UserError if there is none (`workdir.read_run_config`) or it has no attention."""
+  config = workdir_lib.read_run_config(workdir, data_dir)
   if not config.model.attention:
     raise errors.UserError(f"The run in {workdir} has no attention (config.model.attention="
                            "False): give the workdir of a run of an attention config, e.g. "
                            "configs/vgg19_att.py.")
-  if data_dir:
-    config.data_dir = data_dir
   return config
 
 

@@ -56,6 +56,19 @@ def read_config(path: str) -> ml_collections.ConfigDict:
   return config
 
 
+def read_run_config(workdir: str, data_dir: str | None = None) -> ml_collections.ConfigDict:
+  """The config of the run in `workdir` (reading data from `data_dir` if given); UserError if
+  there is none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise errors.UserError(f"No {CONFIG_FILE} in {workdir}: give the workdir of a training run "
+                           "(python -m ltpa_jax --workdir ...).")
+  config = read_config(path)
+  if data_dir:
+    config.data_dir = data_dir
+  return config
+
+
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
   """{"model.attention": ...} from {"model": {"attention": ...}}."""
   flat = {}

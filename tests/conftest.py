@@ -1,5 +1,5 @@
-"""Shared fixtures: the real datasets (skipped when absent), a small fake Fashion-MNIST, x64, and
-one XLA compilation cache for the whole session."""
+"""Shared fixtures: the real datasets (skipped when absent), a run that learned Fashion-MNIST, a
+small fake Fashion-MNIST, x64, and one XLA compilation cache for the whole session."""
 
 import gzip
 import pathlib
@@ -52,6 +52,19 @@ def fashion_mnist_data_dir(tmp_path_factory):
   data_dir = tmp_path_factory.mktemp("fashion_mnist_tfds")
   tfds_builders.prepare("fashion_mnist", str(data_dir), manual_dir=str(manual_dir), download=False)
   return str(data_dir)
+
+
+@pytest.fixture(scope="session")
+def learned_fashion_mnist_run(fashion_mnist_data_dir, tmp_path_factory):
+  """(workdir, results) of a tiny attention model trained once per session on real Fashion-MNIST
+  (tests/test_fashion_mnist_training.py's `learning_config`, ~1 minute on CPU): a model that has
+  learned. Its workdir is shared: copy it before writing there."""
+  from ltpa_jax import train  # pylint: disable=import-outside-toplevel
+  from tests import test_fashion_mnist_training  # pylint: disable=import-outside-toplevel
+
+  workdir = str(tmp_path_factory.mktemp("learned_fashion_mnist"))
+  config = test_fashion_mnist_training.learning_config(fashion_mnist_data_dir)
+  return workdir, train.train_and_evaluate(config, workdir)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from ltpa_jax import datasets
 from ltpa_jax import evaluate_torch
 from ltpa_jax import experiment
 from ltpa_jax import models
+from ltpa_jax import robustness
 from ltpa_jax import train
 from ltpa_jax import visualize
 from ltpa_jax import workdir
@@ -24,11 +25,12 @@ def bad_config():
 
 
 @pytest.mark.parametrize("command", ["train", "replicas", "benchmark", "evaluate_torch",
-                                     "visualize"])
+                                     "visualize", "robustness"])
 def test_every_command_refuses_a_bad_config_before_reading_data(command, tmp_path, monkeypatch):
   monkeypatch.setattr(datasets, "load", lambda *a, **k: pytest.fail("read data"))
   run = tmp_path / "run"
-  if command == "visualize":  # a run whose recorded config went bad
+  reads_a_run = command in ("visualize", "robustness")
+  if reads_a_run:  # a run whose recorded config went bad
     workdir.write_json(str(run / workdir.CONFIG_FILE), workdir.config_dict(bad_config()))
   calls = {
       "train": lambda: train.train_and_evaluate(bad_config(), str(run)),
@@ -36,10 +38,11 @@ def test_every_command_refuses_a_bad_config_before_reading_data(command, tmp_pat
       "benchmark": lambda: benchmark.run(bad_config(), steps=1),
       "evaluate_torch": lambda: evaluate_torch.evaluate_checkpoint(bad_config(), "model.pth"),
       "visualize": lambda: visualize.render(str(run), str(tmp_path / "a.png"), [0]),
+      "robustness": lambda: robustness.measure([str(run)], [0.0], str(tmp_path / "a.png")),
   }
   with pytest.raises(config_validation.ConfigError, match="config.model.normalisation"):
     calls[command]()
-  assert command == "visualize" or not run.exists()  # no workdir claimed
+  assert reads_a_run or not run.exists()  # no workdir claimed
 
 
 def test_build_takes_the_model_schedule_and_sizes_from_the_config_and_dataset():

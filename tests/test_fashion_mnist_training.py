@@ -1,11 +1,11 @@
 """A tiny configs/fashion_mnist_att.py learns real Fashion-MNIST on CPU, end to end."""
 
 from configs import fashion_mnist_att
-from ltpa_jax import train
 
 
 def learning_config(data_dir: str, seed: int = 0):
-  """The setup of the test below (benchmarks/learning_spread.py measures it over seeds)."""
+  """The setup of the test below (benchmarks/learning_spread.py measures it over seeds), trained
+  once per session by conftest.py's `learned_fashion_mnist_run`."""
   config = fashion_mnist_att.get_config()
   config.data_dir = data_dir
   config.model.width_multiplier = 1 / 16
@@ -21,7 +21,7 @@ def learning_config(data_dir: str, seed: int = 0):
   return config
 
 
-def test_tiny_attention_model_learns_fashion_mnist(fashion_mnist_data_dir, tmp_path):
+def test_tiny_attention_model_learns_fashion_mnist(learned_fashion_mnist_run):
   """fashion_mnist_att.py at width 1/16, xavier init: 2 passes of 100 steps of batch 32 over the
   first 3,200 training images (lr 0.1, then 0.01), evaluated on all 10,000 test images.
 
@@ -32,7 +32,7 @@ def test_tiny_attention_model_learns_fashion_mnist(fashion_mnist_data_dir, tmp_p
   29.93-61.96 / 1.06-9.12 (seed 3 the worst; seed 4: 32.59 / 1.61). The bounds, 75 and 29, lie about halfway between
   chance and the worst of those runs.
   """
-  run = train.train_and_evaluate(learning_config(fashion_mnist_data_dir), str(tmp_path))
+  _, run = learned_fashion_mnist_run  # trained once per session (conftest.py)
   assert run["dataset"] == "fashion_mnist" and run["final"]["epoch"] == 2
   assert run["final"]["test_top1_error"] < 75.0
   assert run["final"]["test_top5_error"] < 29.0

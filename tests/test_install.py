@@ -26,6 +26,7 @@ HELP = {
     "ltpa_jax.evaluate_torch": (1, "--checkpoint"),
     "ltpa_jax.replicas": (1, "--seeds"),
     "ltpa_jax.report": (0, "run_dirs"),
+    "ltpa_jax.robustness": (1, "--test_images"),
     "ltpa_jax.table": (1, "--seed_layout"),
     "ltpa_jax.visualize": (1, "--indices"),
 }

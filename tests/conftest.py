@@ -1,5 +1,6 @@
 """Shared fixtures: the real datasets (skipped when absent), a run that learned Fashion-MNIST, a
-small fake Fashion-MNIST, x64, and one XLA compilation cache for the whole session."""
+small fake Fashion-MNIST, x64, and one XLA compilation cache for the whole session. Under
+pytest-xdist each worker process is a session of its own: it makes its own of each."""
 
 import gzip
 import pathlib

@@ -147,7 +147,6 @@ def test_truncated_file_is_reported_with_the_fix(tmp_path, fake_fashion_mnist):
   assert str(path) in str(error.value) and "delete the dataset folder" in str(error.value)
 
 
-@pytest.mark.xdist_group("fashion_mnist")  # the worker that prepares it for the session
 def test_real_fashion_mnist(fashion_mnist_data_dir):
   data = datasets.load("fashion_mnist", fashion_mnist_data_dir, prepare=False)
   info = datasets.DATASETS["fashion_mnist"]

@@ -78,7 +78,6 @@ def copied_run(learned_fashion_mnist_run, tmp_path):
   return tmp_path / "run", results
 
 
-@pytest.mark.xdist_group("fashion_mnist")  # the worker that trains the session's run
 def test_the_command_on_a_run_that_learned(learned_fashion_mnist_run, tmp_path, capsys):
   """The tiny attention model that learned Fashion-MNIST (conftest.py) under eps 0, 4, 16 on its
   first 100 test images: the top-1 error and the loss do not fall as eps grows.
@@ -113,7 +112,6 @@ def test_the_command_on_a_run_that_learned(learned_fashion_mnist_run, tmp_path, 
     robustness.measure([str(workdir)], [0.0, 1.0], str(tmp_path / "other.png"))
 
 
-@pytest.mark.xdist_group("fashion_mnist")  # the worker that trains the session's run
 def test_eps_0_on_every_test_image_is_the_runs_own_evaluation(learned_fashion_mnist_run,
                                                                tmp_path):
   """`steps.evaluate` as the training's final evaluation ran it, on the same state and images:

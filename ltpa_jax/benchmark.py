@@ -14,7 +14,6 @@ XLA:CPU runs conv weight gradients far slower inside loops: on CPU use `--steps 
 from __future__ import annotations
 
 from importlib import metadata
-import functools
 import json
 import math
 import os
@@ -150,13 +149,10 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
 
   with compilation_cache.counting() as cached:
     start = time.perf_counter()
-    compiled = parallel.CompiledSteps(
-        functools.partial(steps_lib.train_steps, model, experiment.tx, info), layout, state,
-        data, train_rng)[(steps, batch)]
+    compiled = experiment.compiled_steps(layout, state, data, train_rng)[(steps, batch)]
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    eval_fn = jax.jit(layout.evaluate(functools.partial(
-        steps_lib.evaluate, model, info, eval_batch))).lower(state, eval_data).compile()
+    eval_fn = experiment.compiled_evaluation(layout, state, eval_data)
     eval_compile_seconds = time.perf_counter() - start
 
   eval_seconds = _time_calls(lambda _, i: eval_fn(state, eval_data), repeats, warmup)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Callable, Sequence
 
 import jax
 import ml_collections
 import optax
 
+from ltpa_jax import checkpoints
 from ltpa_jax import config_validation
 from ltpa_jax import datasets
+from ltpa_jax import errors
 from ltpa_jax import models
 from ltpa_jax import optim
+from ltpa_jax import parallel
 from ltpa_jax import plan as plan_lib
 from ltpa_jax import steps
+from ltpa_jax import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +41,36 @@ class Experiment:
     """`steps.predictions` of the model, jitted: (state, images) -> (logits, maps)."""
     return jax.jit(functools.partial(steps.predictions, self.model, self.dataset.info))
 
+  def compiled_steps(self, layout, state, data: datasets.Examples,
+                     rng) -> parallel.CompiledSteps:
+    """`steps.train_steps` in `layout` (one run or a seed axis), compiled per call shape on first
+    use, for states, data and keys laid out like these."""
+    return parallel.CompiledSteps(
+        functools.partial(steps.train_steps, self.model, self.tx, self.dataset.info), layout,
+        state, data, rng)
+
+  def compiled_evaluation(self, layout, state, data: datasets.Examples):
+    """`steps.evaluate` in `layout`, in batches of the config's eval_batch_size, compiled for
+    states and data laid out like these: (state, data) -> metrics."""
+    return jax.jit(layout.evaluate(functools.partial(
+        steps.evaluate, self.model, self.dataset.info, self.config.eval_batch_size))).lower(
+            state, data).compile()
+
   def abstract_checkpoint(self) -> dict:
     """The structure, shapes and dtypes of a checkpoint of this config (nothing computed)."""
     return jax.eval_shape(lambda: steps.checkpoint_tree(self.initial_state(jax.random.key(0))))
+
+  def restore_state(self, workdir: str, step: int | None = None) -> tuple[steps.TrainState, int]:
+    """(state, step) of the run of this config in `workdir` at SGD `step` (None: the latest);
+    UserError naming the command that trains it if it has no checkpoint."""
+    if os.path.isdir(os.path.join(workdir, checkpoints.SUBDIR)):  # never made here
+      with checkpoints.CheckpointManager(workdir) as ckpt:
+        if ckpt.latest_step() is not None:
+          saved, _, step = ckpt.restore(step, self.abstract_checkpoint(), jax.random.key(0))
+          return saved["state"], step
+    raise errors.UserError(f"No checkpoint in {workdir}: train the run first (python -m ltpa_jax "
+                           f"--config {os.path.join(workdir, workdir_lib.CONFIG_FILE)} --workdir "
+                           f"{workdir}).")
 
 
 def build(config: ml_collections.ConfigDict, num_devices: int = 1,

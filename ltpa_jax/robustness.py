@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltpa_jax import checkpoints
 from ltpa_jax import cli
 from ltpa_jax import config_validation
 from ltpa_jax import datasets
@@ -74,18 +73,6 @@ def check_outputs(workdirs: Sequence[str], out: str, overwrite: bool):
   if existing and not overwrite:
     raise errors.UserError(f"{', '.join(existing)} exists already: give --overwrite to replace "
                            "it (or move it away, or another --out).")
-
-
-def restore_latest(experiment, workdir: str):
-  """(state, step) of the run's latest checkpoint; UserError if it has none."""
-  if os.path.isdir(os.path.join(workdir, checkpoints.SUBDIR)):
-    with checkpoints.CheckpointManager(workdir) as ckpt:
-      if ckpt.latest_step() is not None:
-        saved, _, step = ckpt.restore(None, experiment.abstract_checkpoint(), jax.random.key(0))
-        return saved["state"], step
-  raise errors.UserError(f"No checkpoint in {workdir}: train the run first (python -m ltpa_jax "
-                         f"--config {os.path.join(workdir, workdir_lib.CONFIG_FILE)} --workdir "
-                         f"{workdir}).")
 
 
 def evaluate_run(experiment, state, test, epsilons: Sequence[float],
@@ -157,7 +144,7 @@ def measure(workdirs: Sequence[str], epsilons: Sequence[float], out: str, exampl
   runs, wrote = {}, []
   for workdir, config in configs.items():
     experiment = experiment_lib.build(config, splits=("test",))
-    state, step = restore_latest(experiment, workdir)
+    state, step = experiment.restore_state(workdir)
     test, batch_size = first_images(experiment, test_images)
     runs[workdir] = {"dataset": config.dataset, "dataset_label": experiment.dataset.label,
                      "step": step, "test_images": len(test.labels), "epsilons": list(epsilons),

@@ -141,17 +141,13 @@ class Trainer:
 
   def _compile(self, state):
     """Compiles the training calls of a pass and the evaluation."""
-    start, (experiment, layout) = time.perf_counter(), (self.experiment, self.layout)
-    model, info = experiment.model, experiment.dataset.info
+    start, experiment = time.perf_counter(), self.experiment
     with compilation_cache.counting() as counts:
-      self.compiled = parallel.CompiledSteps(
-          functools.partial(steps.train_steps, model, experiment.tx, info), layout, state,
-          self.train_data, self.placed_rngs)
+      self.compiled = experiment.compiled_steps(self.layout, state, self.train_data,
+                                                self.placed_rngs)
       for shape in self.plan.call_shapes():
         self.compiled[shape]  # pylint: disable=pointless-statement
-      self.evaluate = jax.jit(layout.evaluate(functools.partial(
-          steps.evaluate, model, info, experiment.config.eval_batch_size))).lower(
-              state, self.test_data).compile()
+      self.evaluate = experiment.compiled_evaluation(self.layout, state, self.test_data)
     say(f"Compiled training (batches {self.plan.call_shapes()}) and evaluation in "
         f"{time.perf_counter() - start:.1f} s{compilation_cache.describe(counts)}.")
     parallel.wait_for_every_process()  # compiling takes each process its own time

@@ -12,7 +12,6 @@ from absl import flags
 import jax
 import numpy as np
 
-from ltpa_jax import checkpoints
 from ltpa_jax import cli
 from ltpa_jax import errors
 from ltpa_jax import experiment as experiment_lib
@@ -47,9 +46,8 @@ def read_run_config(workdir: str, data_dir: str | None = None):
 def predict(experiment, workdir: str, images, step=None):
   """(softmax probabilities (N, classes), attention maps, step) of uint8 images (N, 32, 32, C)
   under the run's checkpoint of SGD `step` (default: the latest)."""
-  with checkpoints.CheckpointManager(workdir) as ckpt:
-    saved, _, step = ckpt.restore(step, experiment.abstract_checkpoint(), jax.random.key(0))
-  logits, maps = experiment.predict(saved["state"], images)
+  state, step = experiment.restore_state(workdir, step)
+  logits, maps = experiment.predict(state, images)
   return np.asarray(jax.nn.softmax(logits)), maps, step
 
 

@@ -46,13 +46,17 @@ def upgraded(recorded: dict[str, Any]) -> dict[str, Any]:
   return recorded
 
 
+def read_recorded(path: str) -> dict[str, Any]:
+  """The config recorded in a run's config.json, as JSON data in current terms (`upgraded`)."""
+  with open(path) as f:
+    return upgraded(json.load(f))
+
+
 def read_config(path: str) -> ml_collections.ConfigDict:
   """The config recorded in a run's config.json, typed as default_config.py types its fields
   (JSON lists become tuples, a null a typed placeholder), so that --config.* overrides parse."""
-  with open(path) as f:
-    recorded = upgraded(json.load(f))
   config = default_config.get_config()
-  config.update(recorded)  # fields default_config.py lacks are kept, for validation to report
+  config.update(read_recorded(path))  # fields default_config.py lacks are kept, for validation to report
   return config
 
 
@@ -128,9 +132,7 @@ def check_same_config(workdir: str, config):
           "its config file was deleted). Use a new or empty workdir.")
     write_json(path, current)
     return
-  with open(path) as f:
-    recorded = upgraded(json.load(f))
-  old, new = flatten(recorded), flatten(current)
+  old, new = flatten(read_recorded(path)), flatten(current)
   for key in RESUMABLE_CHANGES:
     old.pop(key, None)
     new.pop(key, None)

@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
-# GPU checks through the `device` tool (64 MiB travel per call): issue 3's, in three back-to-back
-# calls, and issue 14's speed sweep, in one (below).
+# The GPU queue's jobs (benchmarks/GPU_QUEUE.md) through the `device` tool (64 MiB travel a call).
 #
 # Here, once (no GPU needed; writes only the ignored folders .whl/ and .data/):
 #   bash benchmarks/device_kit.sh pack
 # makes .whl/ (the wheels the GPU image lacks: tfds, clu, ml_collections, ... for Python 3.12)
 # and .data/cifar100.tar.part-aa, -ab, -ac (CIFAR-100 (re-split) from ../shared, < 48 MiB each)
-# with .data/cifar100.tar.sha256. Then, back to back (the machine stays warm only 30 s):
+# with .data/cifar100.tar.sha256. A device session then makes its calls back to back (the
+# machine stays warm only 30 s after each):
 #   run(carry=[".data/cifar100.tar.part-aa"], command="bash benchmarks/device_kit.sh receive")
 #   run(carry=[".data/cifar100.tar.part-ab"], command="bash benchmarks/device_kit.sh receive")
 #   run(carry=[".data/cifar100.tar.part-ac", ".data/cifar100.tar.sha256", ".whl"],
-#       command="bash benchmarks/device_kit.sh run", timeout_s=600)
-# `run` writes to $OUT: the bfloat16 benchmark JSON, the log, history and results of a 100-epoch
-# `configs/vgg19_att.py` run in bfloat16 (stopped after $RUN_SECONDS, default 330), then the
-# float32 benchmark JSON. A dry run on CPU: PYTHON=.venv/bin/python OUT=/tmp/out
-# KIT_CONFIG=configs/tiny.py KIT_FLAGS="--config.train_examples=256 --config.num_epochs=2
-# --config.lr_boundaries_epochs=(1,)"
-# BENCH_STEPS=1 bash benchmarks/device_kit.sh run (after `pack` and `receive`).
-#
-# Issue 14's sweep (benchmarks/device_sweep.py) needs no data, so one call after `pack`:
-#   run(carry=[".whl"], command="bash benchmarks/device_kit.sh sweep", timeout_s=540)
-# (its candidates stop starting after 450 s; SWEEP_FLAGS="--dry_run" runs it on CPU).
+#       command="COMMIT=<short hash> bash benchmarks/device_kit.sh <job verb>", timeout_s=570)
+# Job verbs:
+#   acceptance   job 1: benchmarks/gpu_acceptance.py (train, SIGTERM, resume, evaluate_torch,
+#                then benchmarks/device_sweep.py with the time left); writes acceptance.json,
+#                acceptance.log, sweep.md, sweep.json to $OUT.
+#   runs         jobs 2-3: `python -m ltpa_jax.table` of $CONFIGS (comma-separated, default
+#                configs/vgg19.py) x $SEEDS (default 0) in $LAYOUT (default vmap), bfloat16,
+#                stopped by SIGTERM after $RUN_SECONDS (default 480; it saves). Called again
+#                while the machine is warm (carry nothing more), it resumes. Once the table is
+#                done it runs robustness and visualize on every run and puts their small files
+#                in $OUT/results.tar (results/<card>_$COMMIT/<config>/seed_<s>/...).
+#   sweep        issue 14's speed sweep alone (no data needed: carry only .whl).
+# Dry runs on CPU (after `pack`; OUT, KIT and PYTHON as you like): DRY_RUN=1 runs each job with
+# the tiny config on a few hundred images.
 set -euo pipefail
 
-KIT=/tmp/ltpa_kit
+KIT=${KIT:-/tmp/ltpa_kit}
 PYTHON=${PYTHON:-python3}
-CONFIG=${KIT_CONFIG:-configs/vgg19_att.py}
-read -r -a FLAGS <<< "${KIT_FLAGS:-}"
+DRY_RUN=${DRY_RUN:-}
+# The tiny config on 512 images, 3 epochs: what a CPU dry run of `runs` trains.
+DRY_RUN_FLAGS=(--config.model.width_multiplier=0.0625 --config.train_examples=512
+               --config.num_epochs=3 "--config.lr_boundaries_epochs=(2,)" --config.batch_size=32)
 
 pack() {
   local shared=../shared/tensorflow_datasets
@@ -51,46 +56,70 @@ receive() {  # keeps this call's parts where the next calls find them
   ls -la "$KIT"
 }
 
-install() {  # the carried wheels, for this shell's Python
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+install() {  # the carried wheels (Python 3.12's), for this shell's Python; a dry run has its own
+  [[ -n $DRY_RUN ]] || "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$KIT/site" .whl/*.whl
   export PYTHONPATH="$KIT/site:$PWD" PYTHONUNBUFFERED=1
+}
+
+unpack() {  # the data and wheels, once per machine: a resumed job finds them in $KIT
+  : "${OUT:?set OUT to the folder for the results}"
+  install
+  (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
+  [[ -d $KIT/tfds/cifar100 ]] && return
+  receive
+  [[ "$(cat "$KIT"/cifar100.tar.part-* | sha256sum | cut -d' ' -f1)" == \
+     "$(cat .data/cifar100.tar.sha256)" ]] || { echo "CIFAR-100 parts incomplete" >&2; exit 1; }
+  mkdir -p "$KIT/tfds" && cat "$KIT"/cifar100.tar.part-* | tar xf - -C "$KIT/tfds"
 }
 
 sweep() {  # issue 14's speed candidates on synthetic data: needs only .whl
   : "${OUT:?set OUT to the folder for the results}"
   install
   (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
-  "$PYTHON" benchmarks/device_sweep.py --out "$OUT" ${SWEEP_FLAGS:-}
+  "$PYTHON" benchmarks/device_sweep.py --out "$OUT" ${DRY_RUN:+--dry_run}
 }
 
-run() {
-  : "${OUT:?set OUT to the folder for the results}"
-  receive
-  install
-  [[ "$(cat "$KIT"/cifar100.tar.part-* | sha256sum | cut -d' ' -f1)" == \
-     "$(cat .data/cifar100.tar.sha256)" ]] || { echo "CIFAR-100 parts incomplete" >&2; exit 1; }
-  rm -rf "$KIT/tfds" "$KIT/run" && mkdir -p "$KIT/tfds"
-  cat "$KIT"/cifar100.tar.part-* | tar xf - -C "$KIT/tfds"
-  (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
-  local steps=${BENCH_STEPS:-100}
-  "$PYTHON" -m ltpa_jax.benchmark --config "$CONFIG" --config.model.dtype=bfloat16 \
-    "${FLAGS[@]}" --steps "$steps" --out "$OUT/bench_bf16.json" > "$OUT/bench_bf16.log" 2>&1 \
-    || tail -n 5 "$OUT/bench_bf16.log"
-  local status=0
-  timeout "${RUN_SECONDS:-330}" "$PYTHON" train.py --config "$CONFIG" --workdir "$KIT/run" \
-    --config.data_dir="$KIT/tfds" --config.model.dtype=bfloat16 "${FLAGS[@]}" \
-    > "$OUT/train.log" 2>&1 || status=$?
-  echo "train.py exit status $status (124: stopped after ${RUN_SECONDS:-330} s)" >> "$OUT/train.log"
-  cp "$KIT/run/history.json" "$OUT/" 2>/dev/null || true
-  cp "$KIT/run/results.json" "$OUT/" 2>/dev/null || true
-  "$PYTHON" -m ltpa_jax.benchmark --config "$CONFIG" "${FLAGS[@]}" --steps "$steps" \
-    --out "$OUT/bench_fp32.json" > "$OUT/bench_fp32.log" 2>&1 || tail -n 5 "$OUT/bench_fp32.log"
-  tail -n 3 "$OUT/train.log"
-  grep -h '"train_images_per_second"\|"compile_seconds"' "$OUT"/bench_*.json || true
+acceptance() {  # job 1
+  unpack
+  "$PYTHON" benchmarks/gpu_acceptance.py --out "$OUT" --data_dir "$KIT/tfds" \
+    --budget_s "${BUDGET_SECONDS:-530}" ${DRY_RUN:+--dry_run}
+}
+
+runs() {  # jobs 2-3
+  unpack
+  local table=$KIT/table status=0
+  local flags=(--config.data_dir="$KIT/tfds" --config.model.dtype=bfloat16)
+  [[ -n $DRY_RUN ]] && flags+=("${DRY_RUN_FLAGS[@]}")
+  timeout -s TERM -k 120 "${RUN_SECONDS:-480}" "$PYTHON" -m ltpa_jax.table \
+    --configs "${CONFIGS:-configs/vgg19.py}" --seeds "${SEEDS:-0}" \
+    --seed_layout "${LAYOUT:-vmap}" --workdir "$table" "${flags[@]}" 2>&1 \
+    | tee -a "$table.log" > "$OUT/table.log" || status=$?
+  [[ -f $table/table.md ]] || { tail -n 3 "$OUT/table.log"; echo "table not finished" \
+    "(status $status): call again to resume"; return; }
+  local card runs_=() run
+  card=$( (nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo cpu) \
+         | head -n 1 | awk '{print tolower($NF)}')
+  for run in "$table"/*/seed_*; do runs_+=(--workdir "$run"); done
+  "$PYTHON" -m ltpa_jax.robustness "${runs_[@]}" --epsilons 0,1,2,4,8 \
+    ${DRY_RUN:+--test_images 200} --out "$table/robustness.png" > "$table/robustness.log" 2>&1 || tail -n 3 "$table/robustness.log"
+  for run in "$table"/*/seed_*; do
+    "$PYTHON" -m ltpa_jax.visualize --workdir "$run" --out "$run/attention.png" \
+      --indices 0,1,2,3,4,5,6,7 > /dev/null 2>&1 || true  # models without attention: no maps
+  done
+  local dest=results/${card}_${COMMIT:-unknown}
+  rm -rf "$KIT/bundle" && mkdir -p "$KIT/bundle/$dest"
+  cp "$table.log" "$table/table.md" "$table/robustness.png" "$table/robustness.log" \
+    "$KIT/bundle/$dest/" 2>/dev/null || true
+  (cd "$table" && find . -name checkpoints -prune -o -type f \( -name '*.json' -o \
+     -name '*.png' -o -name 'events.out.tfevents.*' \) -print \
+     | tar cf - -T - | tar xf - -C "$KIT/bundle/$dest")
+  tar cf "$OUT/results.tar" -C "$KIT/bundle" results
+  cat "$table/table.md"
 }
 
 case "${1:-}" in
-  pack | receive | run | sweep) "$1" ;;
-  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|run|sweep" >&2; exit 2 ;;
+  pack | receive | acceptance | runs | sweep) "$1" ;;
+  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|acceptance|runs|sweep" >&2
+     exit 2 ;;
 esac

@@ -163,7 +163,7 @@ def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path, capsys)
   """
   run = train.train_and_evaluate(cifar100_learning_config(cifar100_data_dir), str(tmp_path))
   assert run["dataset_label"] == "CIFAR-100 (re-split)"
-  assert "CIFAR-100 (re-split): 19200 training images; " in capsys.readouterr().out
+  assert "CIFAR-100 (re-split), 19200 training images; " in capsys.readouterr().out
   assert run["final"]["test_top1_error"] < 97.8
   assert run["final"]["test_top5_error"] < 90.0
 

@@ -17,6 +17,7 @@ from importlib import metadata
 import json
 import math
 import os
+import sys
 import time
 
 from absl import app
@@ -202,8 +203,8 @@ def main(argv):
   if FLAGS.out and os.path.exists(FLAGS.out):
     raise app.UsageError(f"--out {FLAGS.out} exists; not overwriting it. Choose another path.")
   config = FLAGS.config
-  print(f"Benchmarking on {devices.describe(config.model.dtype, None if FLAGS.seeds == 1 else 1)}.",
-        flush=True)
+  where = devices.describe(config.model.dtype, None if FLAGS.seeds == 1 else 1)
+  print(f"Benchmarking on {where}.", file=sys.stderr, flush=True)  # stdout: the JSON alone
   results = run(config, FLAGS.steps or config.steps_per_call or 100, FLAGS.repeats, FLAGS.warmup,
                 FLAGS.seeds, FLAGS.seed_layout)
   print(json.dumps(results, indent=2, sort_keys=True))

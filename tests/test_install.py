@@ -11,12 +11,17 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import site
 import subprocess
 import sys
 
+from absl import flags
+from ml_collections import config_flags
 import pytest
+
+from ltpa_jax import config_validation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py") if p.stem != "__init__")
@@ -165,3 +170,19 @@ def test_every_extra_the_readme_installs_is_declared():
   named = {extra for extras in re.findall(r"\.\[([\w,-]+)\]", (REPO / "README.md").read_text())
            for extra in extras.split(",")}
   assert {"cuda", "tpu"} <= named <= declared, (named, declared)
+
+
+def test_the_readme_smoke_command_is_a_valid_tiny_run_of_one_short_epoch():
+  """The README's smoke command, as the shell splits it, parsed by the training command's flags."""
+  readme = (REPO / "README.md").read_text()
+  (command,) = re.findall(r"^python train\.py --config configs/tiny\.py .*\\\n.*$", readme,
+                          re.MULTILINE)
+  argv = shlex.split(command.replace("\\\n", " "))
+  own = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=own, sys_argv=argv[1:])
+  flags.DEFINE_string("workdir", None, "", flag_values=own)
+  own(argv[1:])  # train.py, then its flags
+  config = own.config
+  config_validation.validate(config, 1)
+  assert (config.model.width_multiplier, config.num_epochs) == (1 / 16, 1)
+  assert 0 < config.train_examples // config.batch_size <= 200  # steps: about a minute on 2 cores

@@ -7,8 +7,8 @@ the reference table's runs, configs/vgg19.py and configs/vgg19_att.py) with each
 (default 0,1,2), the seeds of a config together (`replicas`) in workdir/<config>/seed_<s>/, one
 config after another. Then it prints the test errors (mean ± std over seeds, final and best
 epoch) beside the PyTorch reference (`report`), and writes them to workdir/table.md.
---config.<field> overrides apply to every config. A stop saves; the same command resumes, and reprints a
-finished table without training.
+--config.<field> overrides apply to every config. A stop saves; the same command resumes, and
+reprints a finished table without training.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class _ConfigFileParser(flags.ArgumentParser):
     try:
       file = default_config.find(file)
     except FileNotFoundError as e:
-      raise ValueError(f"{e} Or a run's config.json.") from None
+      raise ValueError(f"{str(e).rstrip('.')}, or a run's config.json.") from None
     if not file.endswith(".json"):
       return self._python_parser.parse(file + colon + argument)
     config = workdir.read_config(file)

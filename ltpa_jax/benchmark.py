@@ -17,6 +17,7 @@ from importlib import metadata
 import json
 import math
 import os
+import sys
 import time
 
 from absl import app
@@ -29,6 +30,7 @@ import numpy as np
 from ltpa_jax import cli
 from ltpa_jax import compilation_cache
 from ltpa_jax import datasets
+from ltpa_jax import devices
 from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import models
 from ltpa_jax import parallel
@@ -201,6 +203,8 @@ def main(argv):
   if FLAGS.out and os.path.exists(FLAGS.out):
     raise app.UsageError(f"--out {FLAGS.out} exists; not overwriting it. Choose another path.")
   config = FLAGS.config
+  where = devices.describe(config.model.dtype, None if FLAGS.seeds == 1 else 1)
+  print(f"Benchmarking on {where}.", file=sys.stderr, flush=True)  # stdout: the JSON alone
   results = run(config, FLAGS.steps or config.steps_per_call or 100, FLAGS.repeats, FLAGS.warmup,
                 FLAGS.seeds, FLAGS.seed_layout)
   print(json.dumps(results, indent=2, sort_keys=True))

@@ -1,5 +1,6 @@
-"""What the commands share: the --config flag, quiet logs, one line per user mistake, and the
-persistent compilation cache (`--compilation_cache`, see `compilation_cache`).
+"""What the commands share: the --config flag, quiet logs, one line per user mistake, --help
+(and -h) exiting 0, and the persistent compilation cache (`--compilation_cache`, see
+`compilation_cache`).
 
 A mistake (an `errors.UserError`, a flag absl rejects, an unknown config field, a missing or
 existing file) ends a command with `error: <message>` on stderr and exit status 2, no traceback;
@@ -8,7 +9,6 @@ decodes images with PIL, not OpenCV) show only with `-v`.
 """
 
 import contextlib
-import os
 import sys
 
 from absl import app
@@ -17,6 +17,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from ltpa_jax import compilation_cache
+from ltpa_jax import default_config
 from ltpa_jax import errors
 from ltpa_jax import workdir
 
@@ -28,19 +29,22 @@ _OPENCV_NOTICE = "OpenCV is not installed"
 
 
 class _ConfigFileParser(flags.ArgumentParser):
-  """A config by path: a Python file with get_config() (configs/*.py), parsed by ml_collections'
-  `python_parser`, or a run's config.json."""
+  """A config by path or name: a Python file with get_config() (configs/*.py, or a config of
+  configs/ by name, see `default_config.find`), parsed by ml_collections' `python_parser`, or a
+  run's config.json."""
 
   def __init__(self, python_parser: flags.ArgumentParser):
     self._python_parser = python_parser
 
   def parse(self, path):
-    file = path.split(":", 1)[0]  # ml_collections passes what follows a colon to get_config
-    if not os.path.isfile(file):
-      raise ValueError(f"no such file (in {os.getcwd()}). Give a config file, e.g. "
-                       "configs/vgg19_att.py, or a run's config.json.")
+    # ml_collections passes what follows a colon to get_config
+    file, colon, argument = path.partition(":")
+    try:
+      file = default_config.find(file)
+    except FileNotFoundError as e:
+      raise ValueError(f"{str(e).rstrip('.')}, or a run's config.json.") from None
     if not file.endswith(".json"):
-      return self._python_parser.parse(path)
+      return self._python_parser.parse(file + colon + argument)
     config = workdir.read_config(file)
     config.lock()
     return config
@@ -52,7 +56,8 @@ class _ConfigFileParser(flags.ArgumentParser):
 def define_config_flag():
   """Defines --config (and its --config.<field> overrides); returns its holder."""
   holder = config_flags.DEFINE_config_file(
-      "config", None, "Config file: configs/*.py (or your own), or a run's config.json.")
+      "config", None, "A config: a name (vgg19_att, tiny, ...: the files of configs/), a "
+      "config file (yours), or a run's config.json; then --config.<field>=value overrides.")
   flag = flags.FLAGS["config"]
   flag.parser = _ConfigFileParser(flag.parser)
   return holder
@@ -77,7 +82,9 @@ def run(main):
   def parse(argv):
     with _mistakes_exit():
       try:
-        return flags.FLAGS(argv)
+        return flags.FLAGS(["--help" if arg == "-h" else arg for arg in argv])
+      except SystemExit as e:  # absl's --help (--helpfull, ...): printed, then exit status 1
+        raise SystemExit(0) from e
       except (AttributeError, KeyError) as e:  # ml_collections: an override of a missing field
         while e.args and isinstance(e.args[0], Exception):  # AttributeError(KeyError(message))
           e = e.args[0]

@@ -4,7 +4,9 @@
 
 The configs in configs/ start from this one and change a few fields (see configs/vgg19.py and
 configs/vgg19_att.py); `config_validation` takes its fields and types from here. `sibling` lets a
-config file derive from another one beside it, whatever the working directory.
+config file derive from another one beside it, whatever the working directory. `find` takes a
+config by path or by the name of a file of configs/ ("vgg19_att"), which the installed package
+carries as `ltpa_jax.configs`.
 """
 
 import importlib.util
@@ -70,10 +72,36 @@ def get_config():
   return config
 
 
+def configs_dir() -> str:
+  """The folder of the configs: the installed package's ltpa_jax/configs, else the checkout's
+  configs/ (beside ltpa_jax/)."""
+  spec = importlib.util.find_spec("ltpa_jax.configs")
+  if spec is not None:
+    return list(spec.submodule_search_locations)[0]
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def names() -> list[str]:
+  """The names of the configs in `configs_dir()`."""
+  return sorted(os.path.splitext(f)[0] for f in os.listdir(configs_dir())
+                if f.endswith(".py") and f != "__init__.py")
+
+
+def find(path_or_name: str) -> str:
+  """The config file `path_or_name` stands for: a file, else the config of configs/ so named
+  ("vgg19_att"); FileNotFoundError naming both if neither exists."""
+  if os.path.isfile(path_or_name):
+    return path_or_name
+  shipped = os.path.join(configs_dir(), f"{path_or_name}.py")
+  if os.sep not in path_or_name and os.path.isfile(shipped):
+    return shipped
+  raise FileNotFoundError(f"no config file {path_or_name} (in {os.getcwd()}), nor a config of "
+                          f"that name. Give a path or one of: {', '.join(names())}.")
+
+
 def from_file(path: str) -> ml_collections.ConfigDict:
-  """get_config() of the config file at `path` (FileNotFoundError naming it if absent)."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no config file {path} (in {os.getcwd()})")
+  """get_config() of the config file at `path`, or of the config so named (see `find`)."""
+  path = find(path)
   spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ltpa_jax import cli
+from ltpa_jax import devices
 from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import steps
 from ltpa_jax import torch_interop
@@ -52,6 +53,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
+  print(f"Evaluating on {devices.describe(config.model.dtype, 1)}.", flush=True)
   result = evaluate_checkpoint(config, _CHECKPOINT.value, _SCHEME.value)
   print(f"{_CHECKPOINT.value} on {result['dataset_label']} test "
         f"({result['num_examples']} examples): "

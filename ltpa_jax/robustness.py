@@ -30,6 +30,7 @@ import numpy as np
 from ltpa_jax import cli
 from ltpa_jax import config_validation
 from ltpa_jax import datasets
+from ltpa_jax import devices
 from ltpa_jax import errors
 from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import plots
@@ -141,6 +142,8 @@ def measure(workdirs: Sequence[str], epsilons: Sequence[float], out: str, exampl
   configs = {workdir: workdir_lib.read_run_config(workdir, data_dir) for workdir in workdirs}
   for config in configs.values():  # every run's, before any work
     config_validation.validate(config, 1)
+  dtypes = ", ".join(sorted({config.model.dtype for config in configs.values()}))
+  print(f"Attacking on {devices.describe(dtypes, 1)}.", flush=True)
   runs, wrote = {}, []
   for workdir, config in configs.items():
     experiment = experiment_lib.build(config, splits=("test",))

@@ -2,13 +2,13 @@
 
     python -m ltpa_jax.table --workdir runs/table --config.data_dir=../shared/tensorflow_datasets
 
-Trains each config of --configs (default: configs/vgg19.py and configs/vgg19_att.py, the recipes
-of the reference table's runs; paths from the working directory) with each of --seeds (default
-0,1,2), the seeds of a config together (`replicas`) in workdir/<config>/seed_<s>/, one config
-after another. Then it prints the test errors (mean ± std over seeds, final and best epoch)
-beside the PyTorch reference (`report`), and writes them to workdir/table.md. --config.<field>
-overrides apply to every config. A stop saves; the same command resumes, and reprints a
-finished table without training.
+Trains each config of --configs (names or paths; default: vgg19 and vgg19_att, the recipes of
+the reference table's runs, configs/vgg19.py and configs/vgg19_att.py) with each of --seeds
+(default 0,1,2), the seeds of a config together (`replicas`) in workdir/<config>/seed_<s>/, one
+config after another. Then it prints the test errors (mean ± std over seeds, final and best
+epoch) beside the PyTorch reference (`report`), and writes them to workdir/table.md.
+--config.<field> overrides apply to every config. A stop saves; the same command resumes, and
+reprints a finished table without training.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ltpa_jax import report
 from ltpa_jax import train
 
 TABLE_FILE = "table.md"
-CONFIGS = ("configs/vgg19.py", "configs/vgg19_att.py")
+CONFIGS = ("vgg19", "vgg19_att")  # configs/vgg19.py, configs/vgg19_att.py, from any folder
 
 
 def train_table(configs: Mapping[str, ml_collections.ConfigDict], workdir: str,
@@ -55,7 +55,8 @@ def train_table(configs: Mapping[str, ml_collections.ConfigDict], workdir: str,
 
 
 def named_configs(paths: Sequence[str], overrides: Mapping) -> dict[str, ml_collections.ConfigDict]:
-  """{file name without .py: its config with the `overrides` (flat field names)}."""
+  """{file name without .py: its config with the `overrides` (flat field names)}, for config
+  files or names (`default_config.find`)."""
   names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
   if len(set(names)) < len(names):
     raise errors.UserError(f"--configs names two files alike ({', '.join(paths)}): each config "
@@ -81,8 +82,11 @@ def main(argv):
 if __name__ == "__main__":  # flags defined here only: importing this module defines none
   FLAGS = flags.FLAGS
   config_flags.DEFINE_config_dict("config", default_config.get_config(),
-                                  "Overrides for every config, e.g. --config.data_dir=...")
-  flags.DEFINE_list("configs", list(CONFIGS), "Config files, each trained with every seed.")
+                                  "--config.<field>=value overrides every config, e.g. "
+                                  "--config.data_dir=... (configs/default.py lists the fields).")
+  FLAGS["config"].default_as_str = None  # --help: not the whole default config
+  flags.DEFINE_list("configs", list(CONFIGS), "Configs (names or files, as --config of "
+                    "train.py takes), each trained with every seed.")
   flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated seeds.")
   flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How a config's seeds run "
                     "together (see replicas).")

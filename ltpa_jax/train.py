@@ -26,6 +26,7 @@ from ltpa_jax import checkpoints
 from ltpa_jax import compilation_cache
 from ltpa_jax import config_validation
 from ltpa_jax import datasets
+from ltpa_jax import devices
 from ltpa_jax import errors
 from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import parallel
@@ -107,7 +108,7 @@ class Trainer:
                    for split in datasets.SPLITS}
     self.ckpts = [stack.enter_context(checkpoints.CheckpointManager(
         path, config.keep_checkpoints, self.plan.steps_per_epoch)) for path, _ in runs]
-    self.recorders, self.progress, self._pass = [], None, None
+    self.recorders, self.progress, self._pass, self._timed = [], None, None, False
 
   def fresh_metrics(self):
     return self.layout.place([steps.empty_metrics(steps.TrainMetrics, s.params)
@@ -120,8 +121,9 @@ class Trainer:
     logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
         params, include_stats=False))
     seeds = [run_config.seed for _, run_config in self.runs]
-    say(f"{self.experiment.dataset.label}: {self.plan.num_examples} training images; model: "
-        f"{parameter_overview.count_parameters(params):,} parameters"
+    where = devices.describe(self.experiment.config.model.dtype, self.layout.device_count)
+    say(f"Training on {where}: {self.experiment.dataset.label}, {self.plan.num_examples} "
+        f"training images; model: {parameter_overview.count_parameters(params):,} parameters"
         + (f"; seeds {seeds} trained together." if len(self.runs) > 1 else "."))
     state, epoch_metrics = self.layout.place(self.initial), self.fresh_metrics()
     step = _latest_common_step(self.ckpts)
@@ -166,12 +168,24 @@ class Trainer:
     _, orders, step_rngs = self._pass
     rows = [full[first:first + count] if first < plan.full_batches else rest[None]
             for full, rest in orders]
+    start = time.perf_counter()
     state, call_metrics, losses = self.compiled[rows[0].shape](
         state, self.train_data, layout.batches(rows), step_rngs, np.int32(first))
     self._check_finite(stopping.wait(losses), step)
+    if not self._timed:  # the first call measures the steps
+      self._timed = True
+      self._warn_on_cpu((time.perf_counter() - start) / count, plan.total_steps - step)
     done_before, done = (plan.images_in_epoch(s - epoch_start) for s in (step, step + count))
     self.progress.update(done, len(self.runs) * (done - done_before))
     return step + count, state, epoch_metrics.merge(call_metrics)
+
+  def _warn_on_cpu(self, seconds_per_step: float, steps_left: int):
+    """Says, once, what a recipe on a CPU would cost (`devices.cpu_warning`)."""
+    config = self.experiment.config
+    warning = devices.cpu_warning(jax.devices()[0].platform, config.model.width_multiplier,
+                                  config.train_examples, seconds_per_step, steps_left)
+    if warning:
+      say(warning)
 
   def _pass_orders(self, pass_index: int):
     """Each run's shuffled batches of a pass (full, rest) on the host, and its step keys (laid

@@ -69,6 +69,7 @@ def test_cli_writes_a_complete_report(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(out.read_text())
   assert json.loads(result.stdout) == report
+  assert "Benchmarking on 1 x cpu (cpu), 1 process, float32." in result.stderr.splitlines()
   assert report["device_kind"] == "cpu" and report["platform"] == "cpu"
   assert report["device_count"] == 1
   assert set(report["versions"]) == {"jax", "jaxlib", "flax", "optax"}

@@ -63,8 +63,8 @@ def snapshot(root):
 CASES = {  # mistake: (its command, from the workdir and the data_dir; a regex of its message)
     "config file": (
         lambda w, d: ("ltpa_jax", "--config", "configs/vgg91.py", f"--workdir={w}"),
-        r"--config=configs/vgg91.py: no such file .* Give a config file, e\.g\. "
-        r"configs/vgg19_att\.py, or a run's config\.json\."),
+        r"--config=configs/vgg91.py: no config file configs/vgg91\.py .* Give a path or one of: "
+        r"cifar10_att, .* tiny, vgg19, vgg19_att, .*, or a run's config\.json\."),
     "field": (
         lambda w, d: train_command(w, d, "--config.learning_rat=0.1"),
         r"unknown config field 'learning_rat'\. Did you mean \"learning_rate\""),

@@ -1,6 +1,7 @@
 """The package stands alone: installed with `pip install .` into a fresh venv, every command runs
-from an empty folder outside the repository, configs load by path, and pyproject.toml declares
-every distribution the package imports."""
+from an empty folder outside the repository, its --help exits 0, configs load by name from the
+configs/ the wheel carries (the table's defaults too), and pyproject.toml declares every
+distribution the package imports and every extra the README installs."""
 
 import ast
 import importlib
@@ -10,38 +11,42 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import site
 import subprocess
 import sys
 
+from absl import flags
+from ml_collections import config_flags
 import pytest
+
+from ltpa_jax import config_validation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py") if p.stem != "__init__")
-# Each command: the exit status of its --help (absl.app exits 1, argparse 0), a text it prints.
+# Each command and a text its --help prints.
 HELP = {
-    "ltpa_jax": (1, "--distributed"),
-    "ltpa_jax.benchmark": (1, "--seed_layout"),
-    "ltpa_jax.evaluate_torch": (1, "--checkpoint"),
-    "ltpa_jax.replicas": (1, "--seeds"),
-    "ltpa_jax.report": (0, "run_dirs"),
-    "ltpa_jax.robustness": (1, "--test_images"),
-    "ltpa_jax.table": (1, "--seed_layout"),
-    "ltpa_jax.visualize": (1, "--indices"),
+    "ltpa_jax": "--distributed",
+    "ltpa_jax.benchmark": "--seed_layout",
+    "ltpa_jax.evaluate_torch": "--checkpoint",
+    "ltpa_jax.replicas": "--seeds",
+    "ltpa_jax.report": "run_dirs",
+    "ltpa_jax.robustness": "--test_images",
+    "ltpa_jax.table": "--seed_layout",
+    "ltpa_jax.visualize": "--indices",
 }
-# Prints where ltpa_jax.train comes from, then the configs of the files given by path, loaded as
-# the commands' --config flag loads them.
+SCREEN = 50  # lines: a --help shows the command's flags, not the whole config
+# Prints where ltpa_jax.train and the configs come from, the configs given by name, and the
+# table's default configs.
 IMPORT_AND_LOAD_CONFIGS = """import json, sys
-from absl import flags
-from ml_collections import config_flags
 import ltpa_jax.train
+from ltpa_jax import default_config, table
 print(ltpa_jax.train.__file__)
-names = [f"c{i}" for i in range(len(sys.argv) - 1)]
-for name in names:
-  config_flags.DEFINE_config_file(name)
-flags.FLAGS(["load"] + [f"--{n}={p}" for n, p in zip(names, sys.argv[1:])])
-print(json.dumps([json.loads(flags.FLAGS[n].value.to_json()) for n in names]))
+print(default_config.configs_dir())
+print(json.dumps([json.loads(default_config.from_file(n).to_json()) for n in sys.argv[1:]]))
+print(json.dumps({n: json.loads(c.to_json())
+                  for n, c in table.named_configs(table.CONFIGS, {}).items()}))
 """
 
 
@@ -52,8 +57,8 @@ def _fresh_venv(root: pathlib.Path) -> pathlib.Path:
     if importlib.util.find_spec(module) is None:
       pytest.skip(f"{module} is not importable here: cannot install ltpa_jax offline")
   source = root / "src"
-  shutil.copytree(REPO / "ltpa_jax", source / "ltpa_jax",
-                  ignore=shutil.ignore_patterns("__pycache__"))
+  for folder in ("ltpa_jax", "configs"):
+    shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
   for name in ("pyproject.toml", "README.md"):
     shutil.copy(REPO / name, source)
   subprocess.run([sys.executable, "-m", "venv", "--without-pip", root / "venv"], check=True)
@@ -86,28 +91,31 @@ def test_installed_package_runs_every_command_from_an_empty_folder(prepared_fake
     return subprocess.Popen([python, *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
-  paths = [str(REPO / "configs" / f"{name}.py") for name in CONFIGS]
-  loads = start("-c", IMPORT_AND_LOAD_CONFIGS, *paths)
+  loads = start("-c", IMPORT_AND_LOAD_CONFIGS, *CONFIGS)
   helps = {command: start("-m", command, "--help") for command in HELP}
   workdir = tmp_path / "run"
-  train = start("-m", "ltpa_jax", "--config", paths[CONFIGS.index("tiny")],
-                "--workdir", str(workdir), "--config.dataset=fashion_mnist",
-                f"--config.data_dir={prepared_fake_data}", "--config.batch_size=10",
-                "--config.eval_batch_size=10", "--config.num_epochs=1",
+  train = start("-m", "ltpa_jax", "--config", "tiny", "--workdir", str(workdir),
+                "--config.dataset=fashion_mnist", f"--config.data_dir={prepared_fake_data}",
+                "--config.batch_size=10", "--config.eval_batch_size=10", "--config.num_epochs=1",
                 "--config.lr_boundaries_epochs=()", "--config.attention_images=2")
 
   out, err = loads.communicate(timeout=300)
   assert loads.returncode == 0, err
-  module, configs = out.splitlines()
-  assert pathlib.Path(module).is_relative_to(tmp_path / "venv"), module
+  module, configs_dir, configs, table_configs = out.splitlines()
+  for path in (module, configs_dir):  # the wheel's, not the checkout's
+    assert pathlib.Path(path).is_relative_to(tmp_path / "venv"), path
   for name, loaded in zip(CONFIGS, json.loads(configs), strict=True):  # the same as by import
     assert loaded == json.loads(importlib.import_module(f"configs.{name}").get_config().to_json())
-  for command, (status, text) in HELP.items():
+  assert json.loads(table_configs) == {
+      name: json.loads(importlib.import_module(f"configs.{name}").get_config().to_json())
+      for name in ("vgg19", "vgg19_att")}
+  for command, text in HELP.items():
     out, err = helps[command].communicate(timeout=300)
-    assert (helps[command].returncode, "Traceback" in err) == (status, False), err
-    assert text in out, out
+    assert (helps[command].returncode, "Traceback" in err) == (0, False), err
+    assert text in out and len(out.splitlines()) <= SCREEN, out
   out, err = train.communicate(timeout=300)
   assert train.returncode == 0, out + err
+  assert out.startswith("Training on 1 x cpu (cpu), 1 process, float32: "), out
   assert "final" in json.loads((workdir / "results.json").read_text())
 
 
@@ -153,3 +161,28 @@ def test_the_torch_extra_is_the_version_ci_and_the_readme_install():
   for name in (".ci/run", "README.md"):
     pins = set(re.findall(r"torch==([\d.]+)", (REPO / name).read_text()))
     assert pins == {extra.split(">=")[1]}, (name, pins, extra)
+
+
+def test_every_extra_the_readme_installs_is_declared():
+  tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
+  declared = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+      "optional-dependencies"])
+  named = {extra for extras in re.findall(r"\.\[([\w,-]+)\]", (REPO / "README.md").read_text())
+           for extra in extras.split(",")}
+  assert {"cuda", "tpu"} <= named <= declared, (named, declared)
+
+
+def test_the_readme_smoke_command_is_a_valid_tiny_run_of_one_short_epoch():
+  """The README's smoke command, as the shell splits it, parsed by the training command's flags."""
+  readme = (REPO / "README.md").read_text()
+  (command,) = re.findall(r"^python train\.py --config configs/tiny\.py .*\\\n.*$", readme,
+                          re.MULTILINE)
+  argv = shlex.split(command.replace("\\\n", " "))
+  own = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", flag_values=own, sys_argv=argv[1:])
+  flags.DEFINE_string("workdir", None, "", flag_values=own)
+  own(argv[1:])  # train.py, then its flags
+  config = own.config
+  config_validation.validate(config, 1)
+  assert (config.model.width_multiplier, config.num_epochs) == (1 / 16, 1)
+  assert 0 < config.train_examples // config.batch_size <= 200  # steps: about a minute on 2 cores

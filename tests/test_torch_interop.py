@@ -369,6 +369,7 @@ def test_evaluate_torch_command_on_a_fake_dataset(ref, tmp_path, fake_fashion_mn
     for name in [name for name in flags.FLAGS if name.startswith("config.")]:
       delattr(flags.FLAGS, name)  # the overrides that parsing --config defined: parse afresh
   printed = capsys.readouterr().out
+  assert printed.startswith("Evaluating on 1 x cpu (cpu), 1 process, float32.\n"), printed
   assert (note in printed) if note else ("Ignored" not in printed), printed
   match = re.search(r"\(10 examples\): top-1 error ([\d.]+)%, top-5 error ([\d.]+)%", printed)
   assert match, printed

@@ -11,6 +11,7 @@ import PIL.Image
 import pytest
 
 from configs import tiny
+from ltpa_jax import devices
 from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import recorder
@@ -106,9 +107,13 @@ def test_fits_a_small_fixed_batch():
 
 
 def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
-    fake_dataset, tmp_path):
+    fake_dataset, tmp_path, capsys):
   config = fake_dataset
   run = train.train_and_evaluate(config, str(tmp_path))
+  out = capsys.readouterr().out
+  assert out.startswith(f"Training on {len(jax.devices())} x cpu (cpu), 1 process, float32: "
+                        "fake, 96 training images; model: ")
+  assert "warning" not in out  # a tiny model: no CPU warning
   assert run["final"]["epoch"] == 2 and run["dataset_label"] == "fake"
   assert run["final"]["test_top5_error"] <= run["final"]["test_top1_error"] <= 100
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6"]  # steps: 96 / 32 per epoch
@@ -132,6 +137,18 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
   assert "after step 6" in visualize.render(str(tmp_path), str(out), [3, 1, 4])
   with PIL.Image.open(out) as image:
     assert image.format == "PNG" and image.width > 100
+
+
+def test_a_recipe_on_a_cpu_warns_once_and_trains_on(fake_dataset, tmp_path, capsys,
+                                                      monkeypatch):
+  """The tiny model taken for a recipe (devices.RECIPE_WIDTH lowered to its width)."""
+  monkeypatch.setattr(devices, "RECIPE_WIDTH", fake_dataset.model.width_multiplier)
+  run = train.train_and_evaluate(fake_dataset, str(tmp_path))
+  lines = capsys.readouterr().out.splitlines()
+  warnings = [line for line in lines if line.startswith("warning: ")]
+  assert len(warnings) == 1 and "6 steps)" in warnings[0], lines  # 2 epochs of 3 steps
+  assert lines.index(warnings[0]) == 2, lines  # after where it trains and the compile line
+  assert run["final"]["epoch"] == 2
 
 
 def cifar100_learning_config(data_dir: str, seed: int = 0):
@@ -163,7 +180,7 @@ def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path, capsys)
   """
   run = train.train_and_evaluate(cifar100_learning_config(cifar100_data_dir), str(tmp_path))
   assert run["dataset_label"] == "CIFAR-100 (re-split)"
-  assert "CIFAR-100 (re-split): 19200 training images; " in capsys.readouterr().out
+  assert "CIFAR-100 (re-split), 19200 training images; " in capsys.readouterr().out
   assert run["final"]["test_top1_error"] < 97.8
   assert run["final"]["test_top5_error"] < 90.0
 

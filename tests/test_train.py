@@ -11,12 +11,14 @@ import PIL.Image
 import pytest
 
 from configs import tiny
+from ltpa_jax import errors
 from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import recorder
 from ltpa_jax import steps
 from ltpa_jax import train
 from ltpa_jax import visualize
+from ltpa_jax import workdir
 from tests import exact
 from tests import fakes
 from tests import test_summaries
@@ -132,6 +134,21 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
   assert "after step 6" in visualize.render(str(tmp_path), str(out), [3, 1, 4])
   with PIL.Image.open(out) as image:
     assert image.format == "PNG" and image.width > 100
+
+
+def test_a_workdir_whose_recorded_config_is_invalid_is_refused_saying_so(fake_dataset, tmp_path):
+  """Not with the command that resumes a run of another config: that command would fail too."""
+  workdir.check_same_config(str(tmp_path), fake_dataset)
+  path = tmp_path / "config.json"
+  recorded = json.loads(path.read_text())
+  recorded["model"]["normalisation"] = "foo"  # edited by hand
+  path.write_text(json.dumps(recorded))
+  with pytest.raises(errors.UserError) as refused:
+    train.train_and_evaluate(fake_dataset, str(tmp_path))
+  assert str(refused.value) == (
+      f"Workdir {tmp_path} holds a run whose recorded config is invalid (config.model."
+      "normalisation: got 'foo'; allowed: 'softmax', 'sigmoid'). Correct "
+      f"{path} to resume that run, or use a new workdir for this config.")
 
 
 def cifar100_learning_config(data_dir: str, seed: int = 0):

@@ -94,10 +94,7 @@ class CheckpointManager:
 
   def describe(self, step: int) -> str:
     """"step 32 (end of epoch 2)", "step 35 (in epoch 3)", or "step 32" without steps_per_epoch."""
-    if not self._steps_per_epoch:
-      return f"step {step}"
-    epoch, rest = divmod(step, self._steps_per_epoch)
-    return f"step {step} ({f'in epoch {epoch + 1}' if rest else f'end of epoch {epoch}'})"
+    return describe(step, self._steps_per_epoch)
 
   def wait(self):
     """Blocks until the saves in flight are written."""
@@ -112,6 +109,16 @@ class CheckpointManager:
 
   def __exit__(self, *exc_info):
     self.close()
+
+
+def describe(step: int, steps_per_epoch: int | None, num_epochs: int | None = None) -> str:
+  """"step 32 (end of epoch 2)", "step 35 (in epoch 3)", "step 35 (in epoch 3 of 100)" with
+  `num_epochs`, or "step 32" without steps_per_epoch."""
+  if not steps_per_epoch:
+    return f"step {step}"
+  epoch, rest = divmod(step, steps_per_epoch)
+  of = f" of {num_epochs}" if num_epochs else ""
+  return f"step {step} ({f'in epoch {epoch + 1}' if rest else f'end of epoch {epoch}'}{of})"
 
 
 @contextlib.contextmanager

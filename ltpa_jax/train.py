@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shlex
 import time
 from typing import Sequence
 
@@ -330,7 +331,10 @@ def _finished(workdir: str, runs) -> list[dict] | None:
   if not any(finished):
     return None
   if not all(finished):
+    resume = "; ".join(
+        f"python -m ltpa_jax --config {shlex.quote(os.path.join(path, workdir_lib.CONFIG_FILE))} "
+        f"--workdir {shlex.quote(path)}" for (path, _), done in zip(runs, finished) if not done)
     raise errors.UserError(f"Some seeds in {workdir} finished, others did not: resume each "
-                           "unfinished one alone (its seed_<s>/config.json), or use a new workdir.")
+                           f"unfinished one alone ({resume}), or use a new workdir.")
   say(f"{workdir} holds a finished run; returning its results.")
   return [results.read(path) for path, _ in runs]

@@ -11,7 +11,10 @@ resume from the previous checkpoint; nothing restarts silently.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import sys
 
 import jax
@@ -20,6 +23,10 @@ import orbax.checkpoint as ocp
 from ltpa_jax import errors
 
 SUBDIR = "checkpoints"
+# asyncio's reports of the futures and tasks an event loop left unfinished or unretrieved.
+_ASYNCIO_LOGGER = logging.getLogger("asyncio")
+_ASYNCIO_LEFTOVERS = ("Task exception was never retrieved", "Future exception was never retrieved",
+                      "Task was destroyed but it is pending!")
 
 
 class CheckpointRestoreError(errors.UserError, RuntimeError):
@@ -70,9 +77,9 @@ class CheckpointManager:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
         _tree(target_state, rng_like))
-    _drop_closed_loop_reports()
     try:
-      restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      with _dropping_abandoned_reads():
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # orbax and tensorstore raise bare Exceptions
       folder = os.path.join(self.directory, str(step))
       previous = [earlier for earlier in steps if earlier < step]
@@ -87,10 +94,7 @@ class CheckpointManager:
 
   def describe(self, step: int) -> str:
     """"step 32 (end of epoch 2)", "step 35 (in epoch 3)", or "step 32" without steps_per_epoch."""
-    if not self._steps_per_epoch:
-      return f"step {step}"
-    epoch, rest = divmod(step, self._steps_per_epoch)
-    return f"step {step} ({f'in epoch {epoch + 1}' if rest else f'end of epoch {epoch}'})"
+    return describe(step, self._steps_per_epoch)
 
   def wait(self):
     """Blocks until the saves in flight are written."""
@@ -107,32 +111,51 @@ class CheckpointManager:
     self.close()
 
 
-def _drop_closed_loop_reports():
-  """Silences the reads a failed restore leaves behind (installed before a restore: they come
-  right after its failure).
+def describe(step: int, steps_per_epoch: int | None, num_epochs: int | None = None) -> str:
+  """"step 32 (end of epoch 2)", "step 35 (in epoch 3)", "step 35 (in epoch 3 of 100)" with
+  `num_epochs`, or "step 32" without steps_per_epoch."""
+  if not steps_per_epoch:
+    return f"step {step}"
+  epoch, rest = divmod(step, steps_per_epoch)
+  of = f" of {num_epochs}" if num_epochs else ""
+  return f"step {step} ({f'in epoch {epoch + 1}' if rest else f'end of epoch {epoch}'}{of})"
 
-  Orbax reads the arrays concurrently in an event loop that it closes at the first failure; each
-  TensorStore read still in flight then fails to call back into the closed loop, and reports
-  "RuntimeError: Event loop is closed" with a traceback through sys.unraisablehook, from
-  TensorStore's threads, after the restore has raised. This hook drops those reports (and passes
-  on any other).
+
+@contextlib.contextmanager
+def _dropping_abandoned_reads():
+  """Silences the reports of the reads that a failed restore abandons, unless `errors.verbose`.
+
+  Orbax reads the arrays concurrently in an event loop and closes it at the first failure. The
+  other reads then fail on their own, after the restore has raised, at a time that depends on
+  the machine's load: asyncio reports each one it had finished ("Task exception was never
+  retrieved", with the read's traceback) through its logger when it is garbage-collected, and
+  each TensorStore read still in flight fails to call back into the closed loop ("Event loop is
+  closed") through sys.unraisablehook. Both are dropped from the start of a restore; after a
+  failure they stay dropped (the reports come later), after a success everything is as before.
   """
-  previous = sys.unraisablehook
-  if getattr(previous, "drops_closed_loop_reports", False):
+  if errors.verbose:
+    yield
     return
+  previous = sys.unraisablehook
 
   def hook(unraisable):
     if not (isinstance(unraisable.exc_value, RuntimeError)
             and str(unraisable.exc_value) == "Event loop is closed"):
       previous(unraisable)
 
-  hook.drops_closed_loop_reports = True
+  def keep(record):
+    return record.getMessage().split("\n", 1)[0] not in _ASYNCIO_LEFTOVERS
+
   sys.unraisablehook = hook
+  _ASYNCIO_LOGGER.addFilter(keep)
+  yield  # a failure raises here: the hook and the filter stay
+  sys.unraisablehook = previous
+  _ASYNCIO_LOGGER.removeFilter(keep)
 
 
 def _reason(error: Exception, limit: int = 600) -> str:
   """The gist of an orbax error: one line, without TensorStore's spec dump."""
-  message = str(error).split("See full TensorStore details")[0].split(" [tensorstore_spec=")[0]
+  message = re.split(r"See full TensorStore details| \[tensorstore_spec", str(error))[0]
   message = " ".join(message.split()).rstrip(".")
   return message if len(message) <= limit else message[:limit] + " ..."
 

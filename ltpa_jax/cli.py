@@ -4,8 +4,9 @@
 
 A mistake (an `errors.UserError`, a flag absl rejects, an unknown config field, a missing or
 existing file) ends a command with `error: <message>` on stderr and exit status 2, no traceback;
-`--debug` or `-v 1` shows the traceback instead. Library logs (INFO, and TFDS's notice that it
-decodes images with PIL, not OpenCV) show only with `-v`.
+`--debug` or `-v 1` shows the traceback instead, and what libraries report after it
+(`errors.verbose`). Library logs (INFO, and TFDS's notice that it decodes images with PIL, not
+OpenCV) show only with `-v`.
 """
 
 import contextlib
@@ -92,6 +93,7 @@ def run(main):
                              + " (configs/default.py lists every field)")
 
   def quiet_main(argv):
+    errors.verbose = _wants_traceback(sys.argv)
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
       logging.get_absl_logger().addFilter(lambda record: _OPENCV_NOTICE not in record.getMessage())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import shlex
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -232,8 +233,10 @@ def _boundary_problems(boundaries, num_epochs) -> list[str]:
     reasons.append("not increasing")
   if not reasons:
     return []
+  inside = tuple(sorted({b for b in boundaries if 0 < b < num_epochs}))
   return [f"config.lr_boundaries_epochs: got {tuple(boundaries)!r} ({'; '.join(reasons)}); with "
-          f"lr_schedule='piecewise' they must increase, each in (0, num_epochs={num_epochs})"]
+          f"lr_schedule='piecewise' they must increase, each in (0, num_epochs={num_epochs}), "
+          f"e.g. {shlex.quote(f'--config.lr_boundaries_epochs={inside!r}')}"]
 
 
 def _grid_problems(values: dict[str, Any]) -> list[str]:

@@ -91,8 +91,7 @@ def load(
   unknown = set(splits) - set(SPLITS)
   if unknown:
     raise ValueError(f"Unknown splits {sorted(unknown)}; there are {SPLITS}.")
-  missing_dir = bool(data_dir) and not os.path.isdir(data_dir)  # TFDS would log a warning
-  if missing_dir or not tfds_builders.is_prepared(name, data_dir):
+  if not _is_prepared(name, data_dir):
     if not splits:
       return Dataset(name, info, DISPLAY_NAMES.get(name, name), None, None)
     _prepare(name, data_dir, manual_dir, prepare)
@@ -105,6 +104,20 @@ def load(
       name, info, _label(name, data_dir),
       list(sources["test"].dataset_info.features["label"].names) or None,
       min(train_examples, num_train) if train_examples else num_train, **read)
+
+
+def ensure_prepared(name: str, data_dir: str | None, manual_dir: str | None = None) -> None:
+  """Prepares dataset `name` in `data_dir` as `load` would, or raises DatasetUnavailableError
+  saying why it will not; reads no record. A command that trains several configs calls it for
+  each before training any."""
+  dataset_info(name)
+  if not _is_prepared(name, data_dir):
+    _prepare(name, data_dir, manual_dir, prepare=True)
+
+
+def _is_prepared(name: str, data_dir: str | None) -> bool:
+  missing_dir = bool(data_dir) and not os.path.isdir(data_dir)  # TFDS would log a warning
+  return not missing_dir and tfds_builders.is_prepared(name, data_dir)
 
 
 def _prepare(name: str, data_dir: str | None, manual_dir: str | None, prepare: bool) -> None:

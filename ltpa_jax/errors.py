@@ -1,5 +1,9 @@
 """The base of the errors a user can fix: the commands print their message alone (`cli`)."""
 
+# Whether the user asked to see what lies behind an error (--debug or -v 1; set by `cli`): its
+# traceback, and the reports libraries leave after it (see `checkpoints`).
+verbose = False
+
 
 class UserError(Exception):
   """A mistake in what a command was given (config, workdir, checkpoint, data); the message

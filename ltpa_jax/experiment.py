@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shlex
 from typing import Callable, Sequence
 
 import jax
@@ -68,9 +69,10 @@ class Experiment:
         if ckpt.latest_step() is not None:
           saved, _, step = ckpt.restore(step, self.abstract_checkpoint(), jax.random.key(0))
           return saved["state"], step
-    raise errors.UserError(f"No checkpoint in {workdir}: train the run first (python -m ltpa_jax "
-                           f"--config {os.path.join(workdir, workdir_lib.CONFIG_FILE)} --workdir "
-                           f"{workdir}).")
+    raise errors.UserError(
+        f"No checkpoint in {workdir}: train the run first (python -m ltpa_jax --config "
+        f"{shlex.quote(os.path.join(workdir, workdir_lib.CONFIG_FILE))} --workdir "
+        f"{shlex.quote(workdir)}).")
 
 
 def build(config: ml_collections.ConfigDict, num_devices: int = 1,

@@ -5,8 +5,9 @@
 Runs are grouped by dataset label and config, less the fields in NOT_CONFIG (a seed or a data
 location does not make another config). The std is the sample std (ddof=1) over the group's
 runs; a group of one run has none. Reduced runs (a narrower model, fewer training examples or
-epochs than the reference recipe) get a table of their own. Unfinished runs and paths that are
-not runs are skipped, one line each on stderr; a run given twice counts once.
+epochs than the reference recipe) get a table of their own. Unfinished runs, results.json files
+that cannot be read and paths that are not runs are skipped, one line each on stderr; a run given
+twice counts once. Without any finished run: one line, `error: ...`, exit status 2.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from ltpa_jax import default_config
+from ltpa_jax import errors
 from ltpa_jax import results as results_lib
 from ltpa_jax import workdir as workdir_lib
 
@@ -168,10 +170,10 @@ def markdown(runs: Sequence[Mapping[str, Any]]) -> str:
       "| model | recipe | n | top-1 | top-5 | runs (top-1/top-5) |",
       "|---|---|---|---|---|---|",
   ]
-  for name, settings, errors in REFERENCE:
-    top1, top5 = zip(*errors)
-    per_run = ", ".join(f"{a:g}" if b is None else f"{a:g}/{b:g}" for a, b in errors)
-    lines.append(f"| {name} | {settings} | {len(errors)} | {format_mean_std(top1)} | "
+  for name, settings, reference_errors in REFERENCE:
+    top1, top5 = zip(*reference_errors)
+    per_run = ", ".join(f"{a:g}" if b is None else f"{a:g}/{b:g}" for a, b in reference_errors)
+    lines.append(f"| {name} | {settings} | {len(reference_errors)} | {format_mean_std(top1)} | "
                  f"{format_mean_std(top5)} | {per_run} |")
   for name, error in PAPER:
     lines.append(f"| paper: {name} | 300 epochs | 1 | {error:.2f} | - | {error:g} |")
@@ -200,9 +202,13 @@ def collect(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
     key = os.path.realpath(results_path)
     if key in seen:
       skipped.append(f"Skipped {path}: the same run as {seen[key]}.")
-    else:
-      seen[key] = path
+      continue
+    try:
       runs.append(results_lib.read(results_path))
+    except errors.UserError as e:
+      skipped.append(f"Skipped {path}: {e}")
+      continue
+    seen[key] = path
   return runs, skipped
 
 
@@ -211,10 +217,12 @@ def main(argv: Sequence[str] | None = None):
   parser.add_argument("run_dirs", nargs="+", help="run workdirs (or their results.json)")
   args = parser.parse_args(argv)
   runs, skipped = collect(args.run_dirs)
+  if not runs:
+    print("error: None of the given paths holds a finished run (a workdir with results.json). "
+          + " ".join(skipped), file=sys.stderr)
+    sys.exit(2)
   for line in skipped:
     print(line, file=sys.stderr)
-  if not runs:
-    parser.error("None of the given paths holds a finished run (a workdir with results.json).")
   print(markdown(runs))
 
 

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import jax
 
+from ltpa_jax import errors
 from ltpa_jax import workdir as workdir_lib
 
 RESULTS_FILE = "results.json"
@@ -16,6 +17,8 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")
 BEST_NOTE = ("epoch of the lowest test top-1 error, chosen ON THE TEST SET as the PyTorch "
              "reference did: optimistic; `final` is the honest number")
 METRICS = ("test_top1_error", "test_top5_error", "test_loss")
+KEYS = ("config", "seed", "dataset_label", "final", "best_on_test", "images_per_second",
+        "device_kind")  # what `read` requires (and `report` shows)
 
 
 def make(config, history: Sequence[Mapping[str, float]], *, wall_seconds: float,
@@ -66,12 +69,18 @@ def write(workdir: str, results: Mapping[str, Any]) -> str:
 
 
 def read(run_dir: str) -> dict[str, Any]:
-  """The results of the run in `run_dir` (or of the results.json at that path)."""
+  """The results of the run in `run_dir` (or of the results.json at that path); UserError
+  naming the file if it cannot be read."""
   path = run_dir if run_dir.endswith(".json") else os.path.join(run_dir, RESULTS_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"No {RESULTS_FILE} in {run_dir}: the run is unfinished or not a run.")
-  with open(path) as f:
-    results = json.load(f)
-  if "config" in results:
-    results["config"] = workdir_lib.upgraded(results["config"])
+  try:
+    with open(path) as f:
+      results = json.load(f)
+  except (OSError, ValueError) as e:  # unreadable, truncated, not JSON
+    raise errors.UserError(f"{path} cannot be read ({e}).") from e
+  missing = [key for key in KEYS if key not in results] if isinstance(results, dict) else KEYS
+  if missing:
+    raise errors.UserError(f"{path} is not a run's results (it lacks {', '.join(missing)}).")
+  results["config"] = workdir_lib.upgraded(results["config"])
   return results

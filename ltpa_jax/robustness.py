@@ -9,7 +9,8 @@ model in eval mode (`steps.fgsm`), and the run is evaluated on those images. Pri
 table of top-1 / top-5 error against eps, the runs side by side, and writes per run
 <workdir>/robustness.json and <workdir>/fgsm_examples.png (a few test images, clean and attacked
 at the largest eps, with their predicted classes), and the error curves of every run to --out.
-An existing output is refused unless --overwrite. Runs with and without attention (linear or
+An existing output is refused unless --overwrite. An unfinished run is evaluated at its
+latest checkpoint, with a line saying so. Runs with and without attention (linear or
 grid gates) are accepted. --test_images N evaluates the first N test images only: FGSM costs a
 backward pass per image and eps, several times an evaluation's.
 """
@@ -27,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ltpa_jax import checkpoints
 from ltpa_jax import cli
 from ltpa_jax import config_validation
 from ltpa_jax import datasets
@@ -148,6 +150,11 @@ def measure(workdirs: Sequence[str], epsilons: Sequence[float], out: str, exampl
   for workdir, config in configs.items():
     experiment = experiment_lib.build(config, splits=("test",))
     state, step = experiment.restore_state(workdir)
+    plan = experiment.plan
+    if step < plan.total_steps:
+      print(f"{workdir} is an unfinished run: evaluating its latest checkpoint, "
+            f"{checkpoints.describe(step, plan.steps_per_epoch, plan.num_epochs)}, of "
+            f"{plan.total_steps} steps.", flush=True)
     test, batch_size = first_images(experiment, test_images)
     runs[workdir] = {"dataset": config.dataset, "dataset_label": experiment.dataset.label,
                      "step": step, "test_images": len(test.labels), "epsilons": list(epsilons),

@@ -7,7 +7,8 @@ the reference table's runs, configs/vgg19.py and configs/vgg19_att.py) with each
 (default 0,1,2), the seeds of a config together (`replicas`) in workdir/<config>/seed_<s>/, one
 config after another. Then it prints the test errors (mean ± std over seeds, final and best
 epoch) beside the PyTorch reference (`report`), and writes them to workdir/table.md.
---config.<field> overrides apply to every config. A stop saves; the same command resumes, and
+--config.<field> overrides apply to every config. Every config and its data (prepared, or
+prepared now) are checked before any training. A stop saves; the same command resumes, and
 reprints a finished table without training.
 """
 
@@ -25,6 +26,7 @@ from ml_collections import config_flags
 
 from ltpa_jax import cli
 from ltpa_jax import config_validation
+from ltpa_jax import datasets
 from ltpa_jax import default_config
 from ltpa_jax import errors
 from ltpa_jax import parallel
@@ -40,8 +42,10 @@ def train_table(configs: Mapping[str, ml_collections.ConfigDict], workdir: str,
                 resume_command: str | None = None) -> str | None:
   """Trains the seeds of each config (by name) in workdir/<name>/; returns the table's markdown,
   also written to workdir/table.md, or None after a stop."""
-  for config in configs.values():  # every config, before any training
+  for config in configs.values():  # every config, then its data, before any training
     config_validation.validate(config, 1)
+  for config in configs.values():
+    datasets.ensure_prepared(config.dataset, config.data_dir, config.manual_dir)
   for name, config in configs.items():
     if train.train_and_evaluate(config, os.path.join(workdir, name), seeds=seeds,
                                 seed_layout=seed_layout, resume_command=resume_command) is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shlex
 import time
 from typing import Sequence
 
@@ -310,11 +311,26 @@ def _claim(runs):
       for path, run_config in runs:
         workdir_lib.check_same_config(path, run_config)
     except workdir_lib.ConfigMismatchError as e:
-      refused = e
+      refused = _invalid_recorded_config(path) or e
   if parallel.any_process(refused is not None):
     raise refused or workdir_lib.ConfigMismatchError(
         f"Process 0 refused workdir {runs[0][0]}; its output says why.")
   return runs
+
+
+def _invalid_recorded_config(workdir: str) -> workdir_lib.ConfigMismatchError | None:
+  """The refusal of `workdir` when the config recorded there is invalid (edited by hand, or of a
+  newer version): resuming with it would fail too. None when it is valid."""
+  path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    config_validation.validate(workdir_lib.read_config(path))
+  except config_validation.ConfigError as e:
+    return workdir_lib.ConfigMismatchError(
+        f"Workdir {workdir} holds a run whose recorded config is invalid ({'; '.join(e.problems)}"
+        f"). Correct {path} to resume that run, or use a new workdir for this config.")
+  return None
 
 
 def _latest_common_step(ckpts) -> int:
@@ -329,7 +345,10 @@ def _finished(workdir: str, runs) -> list[dict] | None:
   if not any(finished):
     return None
   if not all(finished):
+    resume = "; ".join(
+        f"python -m ltpa_jax --config {shlex.quote(os.path.join(path, workdir_lib.CONFIG_FILE))} "
+        f"--workdir {shlex.quote(path)}" for (path, _), done in zip(runs, finished) if not done)
     raise errors.UserError(f"Some seeds in {workdir} finished, others did not: resume each "
-                           "unfinished one alone (its seed_<s>/config.json), or use a new workdir.")
+                           f"unfinished one alone ({resume}), or use a new workdir.")
   say(f"{workdir} holds a finished run; returning its results.")
   return [results.read(path) for path, _ in runs]

@@ -71,18 +71,18 @@ def render_images(workdir: str, out: str, paths, crop=False, step=None, data_dir
   """Writes the attention grid of the image files `paths`, resized (`crop`: centre-cropped) to
   the run's input; returns what it wrote and each image's top-3 classes, one line each.
 
-  A file that cannot be read is named on stderr, one line each, and left out; UserError when
-  none can be read.
+  A file that cannot be read is named on stderr, one line each, and left out; UserError naming
+  each file when none can be read.
   """
   plots.check_image_path(out)
   config = read_run_config(workdir, data_dir)
   experiment = experiment_lib.build(config, splits=())
   images, names, problems = image_files.read(paths, experiment.dataset.info.image_shape, crop)
+  if images is None:
+    raise errors.UserError("Nothing drawn: no file given to --images is an image Pillow reads:"
+                           + "".join(f"\n  {problem}" for problem in problems))
   for problem in problems:
     print(f"error: {problem} Drawing the other images.", file=sys.stderr)
-  if images is None:
-    raise errors.UserError(f"None of the {len(paths)} files given to --images is an image: "
-                           "nothing drawn.")
   images = np.asarray(input_pipeline.pad_to_32(images))
   probabilities, maps, step = predict(experiment, workdir, images, step)
   class_names = experiment.dataset.class_names
@@ -95,7 +95,8 @@ def render_images(workdir: str, out: str, paths, crop=False, step=None, data_dir
   lines = [f"{path}: " + ", ".join(f"{plots.class_name(c, class_names)} {100 * p:.2f}%"
                                   for c, p in top)
            for path, top in zip(names, plots.top_classes(probabilities))]
-  return "\n".join([f"Wrote {out}: attention of {len(names)} images after step {step}."] + lines)
+  drawn = f"{len(names)} image{'s' * (len(names) > 1)}"
+  return "\n".join([f"Wrote {out}: attention of {drawn} after step {step}."] + lines)
 
 
 def main(argv):

@@ -47,9 +47,16 @@ def upgraded(recorded: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_recorded(path: str) -> dict[str, Any]:
-  """The config recorded in a run's config.json, as JSON data in current terms (`upgraded`)."""
-  with open(path) as f:
-    return upgraded(json.load(f))
+  """The config recorded in a run's config.json, as JSON data in current terms (`upgraded`);
+  UserError naming the file if it is not a JSON object."""
+  try:
+    with open(path) as f:
+      recorded = json.load(f)
+  except ValueError as e:  # truncated, not JSON
+    raise errors.UserError(f"{path} cannot be read ({e}): it is not a run's config.") from e
+  if not isinstance(recorded, dict):
+    raise errors.UserError(f"{path} holds a {type(recorded).__name__}, not a run's config.")
+  return upgraded(recorded)
 
 
 def read_config(path: str) -> ml_collections.ConfigDict:

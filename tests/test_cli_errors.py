@@ -16,6 +16,7 @@ from configs import tiny
 from ltpa_jax import checkpoints
 from ltpa_jax import cli
 from ltpa_jax import experiment
+from ltpa_jax import results
 from ltpa_jax import workdir as workdir_lib
 from tests import test_checkpoints
 
@@ -45,7 +46,9 @@ def make_run(workdir, data_dir, attention=True):
   config.model.attention = attention
   workdir_lib.check_same_config(str(workdir), config)
   if not attention:
-    workdir_lib.write_json(str(workdir / "results.json"), {})
+    history = [{"epoch": 1, "test_top1_error": 90.0, "test_top5_error": 50.0, "test_loss": 2.3}]
+    results.write(str(workdir), results.make(config, history, wall_seconds=1.0,
+                                             images_per_second=1.0))
     return
   template = experiment.build(config, splits=()).abstract_checkpoint()
   zeros = jax.tree.map(lambda x: jax.numpy.zeros(x.shape, x.dtype), template)
@@ -122,6 +125,28 @@ def test_a_refused_workdir_names_the_command_that_resumes_its_run(prepared_fake_
   assert (resumed.stdout, resumed.stderr) == (f"{workdir} holds a finished run; returning its "
                                               "results.\n", "")  # quiet: progress lines only
   assert snapshot(workdir) == before
+
+
+def test_the_fix_of_lr_boundaries_outside_the_run_is_a_flag_that_works(prepared_fake_data,
+                                                                      tmp_path):
+  """tiny.py's boundary (epoch 1) lies outside a 1-epoch run: the message names the flag that
+  drops it, and the command with that flag runs (here it finds its run finished)."""
+  workdir = tmp_path / "run"
+  config = tiny.get_config()
+  config.update(FIELDS, data_dir=prepared_fake_data, num_epochs=1, lr_boundaries_epochs=())
+  workdir_lib.check_same_config(str(workdir), config)
+  history = [{"epoch": 1, "test_top1_error": 90.0, "test_top5_error": 50.0, "test_loss": 2.3}]
+  results.write(str(workdir), results.make(config, history, wall_seconds=1.0,
+                                           images_per_second=1.0))
+  command = train_command(workdir, prepared_fake_data, "--config.num_epochs=1")
+  refused = run(*command)
+  assert refused.returncode == cli.EXIT_STATUS, refused.stderr
+  fix = re.search(r"lr_boundaries_epochs: got \(1,\) \(1 outside the run\).*, e\.g\. (.+)\n",
+                  refused.stderr)
+  assert fix and fix[1] == "'--config.lr_boundaries_epochs=()'", refused.stderr
+  fixed = run(*command, *shlex.split(fix[1]))
+  assert (fixed.returncode, fixed.stderr) == (0, ""), fixed.stderr
+  assert fixed.stdout == f"{workdir} holds a finished run; returning its results.\n"
 
 
 def test_debug_shows_the_traceback(tmp_path):

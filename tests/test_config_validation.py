@@ -160,16 +160,18 @@ def test_lr_step_epochs_is_checked_only_for_the_step_schedule():
       "config.lr_step_epochs: got 0; must be > 0 with lr_schedule='step'",)
 
 
-@pytest.mark.parametrize("boundaries, reasons", [
-    ((50, 70, 100), "100 outside the run"),
-    ((0, 50), "0 outside the run"),
-    ((70, 50), "not increasing"),
-    ((50, 50, 120), "120 outside the run; not increasing"),
+@pytest.mark.parametrize("boundaries, reasons, fix", [
+    ((50, 70, 100), "100 outside the run", "'--config.lr_boundaries_epochs=(50, 70)'"),
+    ((0, 50), "0 outside the run", "'--config.lr_boundaries_epochs=(50,)'"),
+    ((70, 50), "not increasing", "'--config.lr_boundaries_epochs=(50, 70)'"),
+    ((50, 50, 120), "120 outside the run; not increasing", "'--config.lr_boundaries_epochs=(50,)'"),
+    ((100,), "100 outside the run", "'--config.lr_boundaries_epochs=()'"),
 ])
-def test_lr_boundaries_outside_the_run(boundaries, reasons):
+def test_lr_boundaries_outside_the_run(boundaries, reasons, fix):
+  """The fix named is a flag for the shell (test_cli_errors runs one)."""
   assert _problems(_config({"lr_boundaries_epochs": boundaries})) == (
       f"config.lr_boundaries_epochs: got {boundaries!r} ({reasons}); with "
-      "lr_schedule='piecewise' they must increase, each in (0, num_epochs=100)",)
+      f"lr_schedule='piecewise' they must increase, each in (0, num_epochs=100), e.g. {fix}",)
 
 
 @pytest.mark.parametrize("changes, expected", [

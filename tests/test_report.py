@@ -1,6 +1,7 @@
 """report: runs grouped by config over seeds, mean ± sample std, beside the reference."""
 
 import math
+import pathlib
 
 import pytest
 
@@ -102,10 +103,32 @@ def test_unfinished_runs_and_non_runs_are_skipped_and_a_run_counts_once(tmp_path
   assert "| 1 | 0 | 25.00 | 7.00 |" in row
 
 
-def test_no_finished_run_is_an_error(tmp_path, capsys):
-  with pytest.raises(SystemExit):
+def test_a_results_json_that_cannot_be_read_is_skipped_naming_it(tmp_path, capsys):
+  finished = _run_dir(tmp_path, "a", 0, (25.0, 7.0), (24.0, 6.5))
+  truncated = _run_dir(tmp_path, "b", 1, (25.0, 7.0), (24.0, 6.5))
+  path = pathlib.Path(truncated) / "results.json"
+  path.write_text(path.read_text()[:100])
+  other = tmp_path / "c" / "results.json"
+  other.parent.mkdir()
+  other.write_text('{"final": {}}')
+  report.main([finished, truncated, str(other)])
+  out, err = capsys.readouterr()
+  skipped = err.splitlines()
+  assert len(skipped) == 2 and "Traceback" not in err, err
+  assert skipped[0].startswith(f"Skipped {truncated}: {path} cannot be read (Unterminated"), err
+  assert skipped[1].startswith(f"Skipped {other}: {other} is not a run's results (it lacks "
+                               "config, seed,"), err
+  (row,) = [line for line in out.splitlines() if line.startswith("| CIFAR-100 (re-split) |")]
+  assert "| 1 | 0 | 25.00 | 7.00 |" in row
+
+
+def test_no_finished_run_is_one_line_and_exit_status_2(tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_:
     report.main([str(tmp_path)])
-  assert "None of the given paths holds a finished run" in capsys.readouterr().err
+  assert exit_.value.code == 2
+  assert capsys.readouterr().err == (
+      "error: None of the given paths holds a finished run (a workdir with results.json). "
+      f"Skipped {tmp_path}: not a run (no config.json).\n")
 
 
 def test_reduced_runs_get_their_own_table(tmp_path):

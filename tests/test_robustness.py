@@ -113,6 +113,19 @@ def test_the_command_on_a_run_that_learned(learned_fashion_mnist_run, tmp_path, 
     robustness.measure([str(workdir)], [0.0, 1.0], str(tmp_path / "other.png"))
 
 
+def test_an_unfinished_run_is_evaluated_saying_so(learned_fashion_mnist_run, tmp_path, capsys):
+  """The learned run as if stopped after epoch 1: its checkpoint of step 100 of 200."""
+  workdir, _ = copied_run(learned_fashion_mnist_run, tmp_path)
+  shutil.rmtree(workdir / "checkpoints" / "200")
+  capsys.readouterr()
+  printed = robustness.measure([str(workdir)], [0.0], str(tmp_path / "curves.png"), examples=2,
+                               test_images=TEST_IMAGES)
+  assert capsys.readouterr().out == (
+      f"{workdir} is an unfinished run: evaluating its latest checkpoint, step 100 (end of "
+      "epoch 1 of 2), of 200 steps.\n")
+  assert f"Wrote {workdir / robustness.RESULT_FILE} (step 100, " in printed
+
+
 def test_eps_0_on_every_test_image_is_the_runs_own_evaluation(learned_fashion_mnist_run,
                                                                tmp_path):
   """`steps.evaluate` as the training's final evaluation ran it, on the same state and images:

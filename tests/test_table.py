@@ -11,6 +11,8 @@ from ltpa_jax import table
 from ltpa_jax import train
 from tests import fakes
 
+ENSURE_PREPARED = datasets.ensure_prepared
+
 TINY = {"model.width_multiplier": 1 / 16, "dataset": "cifar10", "batch_size": 8,
         "eval_batch_size": 8, "num_epochs": 1, "lr_boundaries_epochs": (), "attention_images": 2,
         "steps_per_call": 1}
@@ -22,6 +24,7 @@ def configs(monkeypatch):
   fake = fakes.dataset(fakes.noise_split(16, 0), fakes.noise_split(8, 1),
                        datasets.DATASETS["cifar10"], "cifar10")
   monkeypatch.setattr(datasets, "load", lambda *args, **kwargs: fake)
+  monkeypatch.setattr(datasets, "ensure_prepared", lambda *args: None)
   with jax.threefry_partitionable(False):  # only to compile faster on XLA:CPU
     yield table.named_configs(table.CONFIGS, TINY)
 
@@ -54,6 +57,16 @@ def test_every_config_is_checked_before_any_training(configs, tmp_path):
   with pytest.raises(errors.UserError, match="normalisation"):
     table.train_table(configs, str(tmp_path), seeds=[0])
   assert not os.listdir(tmp_path)
+
+
+def test_every_config_s_data_is_checked_before_any_training(configs, prepared_fake_data,
+                                                            tmp_path, monkeypatch):
+  monkeypatch.setattr(datasets, "ensure_prepared", ENSURE_PREPARED)
+  for config, data_dir in zip(configs.values(), (prepared_fake_data, str(tmp_path / "nowhere"))):
+    config.update(dataset="fashion_mnist", data_dir=data_dir)
+  with pytest.raises(datasets.DatasetUnavailableError, match=r"data_dir \S+nowhere does not exist"):
+    table.train_table(configs, str(tmp_path / "table"), seeds=[0])
+  assert not (tmp_path / "table").exists()
 
 
 def test_config_files_need_distinct_names():

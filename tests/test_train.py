@@ -12,12 +12,14 @@ import pytest
 
 from configs import tiny
 from ltpa_jax import devices
+from ltpa_jax import errors
 from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import recorder
 from ltpa_jax import steps
 from ltpa_jax import train
 from ltpa_jax import visualize
+from ltpa_jax import workdir
 from tests import exact
 from tests import fakes
 from tests import test_summaries
@@ -149,6 +151,21 @@ def test_a_recipe_on_a_cpu_warns_once_and_trains_on(fake_dataset, tmp_path, caps
   assert len(warnings) == 1 and "6 steps)" in warnings[0], lines  # 2 epochs of 3 steps
   assert lines.index(warnings[0]) == 2, lines  # after where it trains and the compile line
   assert run["final"]["epoch"] == 2
+
+
+def test_a_workdir_whose_recorded_config_is_invalid_is_refused_saying_so(fake_dataset, tmp_path):
+  """Not with the command that resumes a run of another config: that command would fail too."""
+  workdir.check_same_config(str(tmp_path), fake_dataset)
+  path = tmp_path / "config.json"
+  recorded = json.loads(path.read_text())
+  recorded["model"]["normalisation"] = "foo"  # edited by hand
+  path.write_text(json.dumps(recorded))
+  with pytest.raises(errors.UserError) as refused:
+    train.train_and_evaluate(fake_dataset, str(tmp_path))
+  assert str(refused.value) == (
+      f"Workdir {tmp_path} holds a run whose recorded config is invalid (config.model."
+      "normalisation: got 'foo'; allowed: 'softmax', 'sigmoid'). Correct "
+      f"{path} to resume that run, or use a new workdir for this config.")
 
 
 def cifar100_learning_config(data_dir: str, seed: int = 0):

@@ -115,7 +115,8 @@ def test_own_images_are_drawn_with_their_top3_and_bad_files_named(prepared_fake_
   shown = visualize.render_images(str(workdir), str(tmp_path / "numbers.png"), good[:1],
                                   data_dir=elsewhere)
   number = r"\d [\d.]+%"  # a class number and its probability
-  assert re.fullmatch(rf"Wrote .*\n{re.escape(good[0])}: {number}, {number}, {number}", shown)
+  assert re.fullmatch(rf"Wrote .*: attention of 1 image after step 3\.\n{re.escape(good[0])}: "
+                      rf"{number}, {number}, {number}", shown)
   assert capsys.readouterr().err == (f"note: 'fashion_mnist' is not prepared in data_dir "
                                      f"{elsewhere}: classes are shown by number (give --data_dir "
                                      "for their names).\n")
@@ -127,12 +128,13 @@ def test_no_readable_image_is_a_user_error_naming_each_file(tmp_path, capsys):
   workdir = tmp_path / "run"
   workdir_lib.check_same_config(str(workdir), config)  # config.json: no checkpoint needed
   paths = write_images(tmp_path)
-  with pytest.raises(errors.UserError, match="None of the 2 files given to --images"):
+  with pytest.raises(errors.UserError) as error:
     visualize.render_images(str(workdir), str(tmp_path / "out.png"), [paths[1], paths[3]])
-  assert capsys.readouterr().err.splitlines() == [
-      f"error: {paths[1]}: not an image Pillow reads (cannot identify image file '{paths[1]}'). "
-      "Drawing the other images.",
-      f"error: {paths[3]}: no such file. Drawing the other images."]
+  assert str(error.value).splitlines() == [  # one message: no other image to draw
+      "Nothing drawn: no file given to --images is an image Pillow reads:",
+      f"  {paths[1]}: not an image Pillow reads (cannot identify image file '{paths[1]}').",
+      f"  {paths[3]}: no such file."]
+  assert capsys.readouterr().err == ""
   assert not (tmp_path / "out.png").exists()
 
 

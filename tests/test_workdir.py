@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 
 import pytest
 
 from configs import default
+from ltpa_jax import errors
 from ltpa_jax import workdir
 
 
@@ -75,3 +77,11 @@ def test_write_json_never_overwrites_unless_asked(tmp_path):
   workdir.write_json(str(path), {"a": 3}, overwrite=True)
   assert json.loads(path.read_text()) == {"a": 3}
   assert os.listdir(path.parent) == ["data.json"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("text, problem", [('{"seed": 0', "cannot be read (Expecting"),
+                                           ("[]", "holds a list, not a run's config")])
+def test_a_config_json_that_is_not_a_config_is_named(tmp_path, text, problem):
+  (tmp_path / "config.json").write_text(text)
+  with pytest.raises(errors.UserError, match=f"^{tmp_path}/config.json {re.escape(problem)}"):
+    workdir.check_same_config(str(tmp_path), default.get_config())

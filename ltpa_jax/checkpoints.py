@@ -6,14 +6,17 @@ into a temporary folder and renames it when complete, so a save cut short (crash
 leaves no checkpoint: `latest_step()` ignores it, the next manager deletes it and the run
 resumes from the previous checkpoint. A complete checkpoint whose files were damaged afterwards
 is not skipped: restoring it raises CheckpointRestoreError, which names the folder to delete to
-resume from the previous checkpoint; nothing restarts silently.
+resume from the previous checkpoint; nothing restarts silently. A save that finds the disk full
+raises DiskFullError (one line: the run stops, its earlier checkpoints intact).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -24,6 +27,10 @@ SUBDIR = "checkpoints"
 
 class CheckpointRestoreError(errors.UserError, RuntimeError):
   """A checkpoint exists but cannot be restored (damaged, or another state structure)."""
+
+
+class DiskFullError(errors.UserError, OSError):
+  """A save failed for want of space (or quota); the earlier checkpoints are untouched."""
 
 
 class CheckpointManager:
@@ -39,10 +46,17 @@ class CheckpointManager:
     self._steps_per_epoch = steps_per_epoch
     self._manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, cleanup_tmp_directories=True))
+    _drop_closed_loop_reports()
+    _drop_reports_of_a_full_disk()
 
   def save(self, step: int, state, rng: jax.Array):
-    """Saves `state` and the typed PRNG key `rng` as the checkpoint of SGD step `step`."""
-    self._manager.save(step, args=ocp.args.StandardSave(_tree(state, rng)))
+    """Saves `state` and the typed PRNG key `rng` as the checkpoint of SGD step `step`.
+
+    The save ends in the background: a full disk raises DiskFullError here, at the next save, in
+    `wait` or in `close`.
+    """
+    with self._full_disk():
+      self._manager.save(step, args=ocp.args.StandardSave(_tree(state, rng)))
 
   def steps(self) -> list[int]:
     """The steps with a complete checkpoint, in increasing order (after the saves in flight)."""
@@ -70,7 +84,6 @@ class CheckpointManager:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
         _tree(target_state, rng_like))
-    _drop_closed_loop_reports()
     try:
       restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # orbax and tensorstore raise bare Exceptions
@@ -94,11 +107,29 @@ class CheckpointManager:
 
   def wait(self):
     """Blocks until the saves in flight are written."""
-    self._manager.wait_until_finished()
+    with self._full_disk():
+      self._manager.wait_until_finished()
 
   def close(self):
     """Waits for the saves in flight, then releases the manager."""
-    self._manager.close()
+    with self._full_disk():
+      self._manager.close()
+
+  @contextlib.contextmanager
+  def _full_disk(self):
+    """Raises DiskFullError, naming the last complete checkpoint, for a save that failed for
+    want of space."""
+    try:
+      yield
+    except Exception as e:  # orbax re-raises its background thread's error
+      if not _is_disk_full(e):
+        raise
+      steps = sorted(self._manager.all_steps())
+      resume = (f"resumes from its last complete checkpoint, {self.describe(steps[-1])}" if steps
+                else "starts the run again: it has no complete checkpoint")
+      raise DiskFullError(
+          f"No space left for a checkpoint in {self.directory} ({_reason(e)}). Free some space, "
+          f"then run the same command: it {resume}.") from e
 
   def __enter__(self):
     return self
@@ -108,8 +139,8 @@ class CheckpointManager:
 
 
 def _drop_closed_loop_reports():
-  """Silences the reads a failed restore leaves behind (installed before a restore: they come
-  right after its failure).
+  """Silences the reads a failed restore or save leaves behind (installed with the manager: they
+  come right after the failure).
 
   Orbax reads the arrays concurrently in an event loop that it closes at the first failure; each
   TensorStore read still in flight then fails to call back into the closed loop, and reports
@@ -128,6 +159,28 @@ def _drop_closed_loop_reports():
 
   hook.drops_closed_loop_reports = True
   sys.unraisablehook = hook
+
+
+def _is_disk_full(error: BaseException | None) -> bool:
+  """Whether `error`, or an error it was raised from, is ENOSPC (no space left) or EDQUOT."""
+  while error is not None:
+    if isinstance(error, OSError) and error.errno in errors.DISK_FULL:
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _drop_reports_of_a_full_disk():
+  """Keeps orbax's logged tracebacks of a save that failed for want of space off the console
+  (DiskFullError says it in one line), unless verbose logs were asked for (-v 0 or more)."""
+  absl_logger = logging.get_absl_logger()
+  if not any(f is _drop_full_disk_logs for f in absl_logger.filters):
+    absl_logger.addFilter(_drop_full_disk_logs)
+
+
+def _drop_full_disk_logs(record) -> bool:
+  return not (record.exc_info and _is_disk_full(record.exc_info[1])
+              and logging.get_verbosity() < logging.INFO)
 
 
 def _reason(error: Exception, limit: int = 600) -> str:

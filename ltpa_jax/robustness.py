@@ -35,6 +35,7 @@ from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import plots
 from ltpa_jax import steps
 from ltpa_jax import workdir as workdir_lib
+from ltpa_jax import workdir_lock
 
 RESULT_FILE = "robustness.json"
 EXAMPLES_FILE = "fgsm_examples.png"
@@ -141,6 +142,12 @@ def measure(workdirs: Sequence[str], epsilons: Sequence[float], out: str, exampl
   configs = {workdir: workdir_lib.read_run_config(workdir, data_dir) for workdir in workdirs}
   for config in configs.values():  # every run's, before any work
     config_validation.validate(config, 1)
+  with workdir_lock.held(*configs):
+    return _measure(configs, epsilons, out, examples, overwrite, test_images)
+
+
+def _measure(configs, epsilons, out, examples, overwrite, test_images) -> str:
+  """`measure` of the runs {workdir: config}, their workdirs held."""
   runs, wrote = {}, []
   for workdir, config in configs.items():
     experiment = experiment_lib.build(config, splits=("test",))

@@ -13,6 +13,7 @@ from ltpa_jax import checkpoints
 from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import steps
+from tests import full_disk
 
 
 def _state(seed):
@@ -97,6 +98,30 @@ def test_a_save_cut_short_is_ignored_and_cleaned_up(tmp_path):
     restored, _, step = manager.restore(None, _state(2), rng)
   assert step == 1 and not partial.exists()
   _assert_bit_exact(restored, state)
+
+
+def test_a_full_disk_during_a_save_raises_one_line_and_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch):
+  """The save of step 8 finds the disk full (an ENOSPC fake: tests/full_disk.py); once there is
+  room again, step 4 restores and step 8 saves over what the failed save left."""
+  state, rng = _state(1), jax.random.key(0)
+  full_disk.fail_save_of(8, monkeypatch)
+  with pytest.raises(checkpoints.DiskFullError,
+                     match=r"^No space left for a checkpoint in \S+/checkpoints \(\[Errno 28\] "
+                           r".*8\.orbax-checkpoint-tmp.*\)\. Free some space, then run the same "
+                           r"command: it resumes from its last complete checkpoint, step 4 \(end of "
+                           r"epoch 1\)\.$"):
+    with checkpoints.CheckpointManager(str(tmp_path), steps_per_epoch=4) as manager:
+      manager.save(4, state, rng)
+      manager.save(8, _state(2), rng)
+      manager.wait()
+  monkeypatch.undo()
+  with checkpoints.CheckpointManager(str(tmp_path)) as manager:
+    assert manager.steps() == [4]
+    restored, _, _ = manager.restore(4, _state(3), rng)
+    manager.save(8, _state(2), rng)
+  _assert_bit_exact(restored, state)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"]
 
 
 def test_a_damaged_latest_checkpoint_raises_naming_the_fix(tmp_path):

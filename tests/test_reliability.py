@@ -144,7 +144,8 @@ def test_a_second_run_on_a_busy_workdir_is_refused_and_the_first_runs_as_alone(
 def test_a_full_disk_during_a_save_ends_the_run_with_one_line_and_keeps_the_last_checkpoint(
     prepared_fake_data, tmp_path):
   """The save of step 8 (end of epoch 2) finds the disk full: the run ends at a later save with
-  one line and exit status 2, no library report, and its checkpoint of epoch 1 restores."""
+  one line and exit status 2, no library report, and its checkpoint of epoch 1 restores. The
+  same command then resumes from it, saying that the epochs recorded after it train again."""
   workdir = tmp_path / "full"
   process = start_run(workdir, prepared_fake_data, full_disk_step=8)
   output, _ = process.communicate(timeout=300)
@@ -158,6 +159,11 @@ def test_a_full_disk_during_a_save_ends_the_run_with_one_line_and_keeps_the_last
   step, leaves, _, _ = final_state(workdir)
   assert step == 4 and leaves
   assert not (workdir / workdir_lock.LOCK_FILE).exists()
+  output = finish(workdir, prepared_fake_data)
+  assert re.search(f"{workdir}/history.json records epoch [34], whose checkpoint was not saved "
+                   r"completely: training again from its last complete checkpoint, step 4 \(end "
+                   r"of epoch 1\)\.\n", output), output
+  assert f"Resuming {workdir} at step 4 (epoch 2)." in output
 
 
 def test_ctrl_c_saves_prints_a_resume_command_that_ends_like_an_uninterrupted_run(

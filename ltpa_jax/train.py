@@ -147,10 +147,11 @@ class Trainer:
     for (path, _), ckpt in zip(self.runs, self.ckpts):
       recorded = recorder_lib.read_history(path, self.plan.num_epochs)
       if recorded and recorded[-1]["epoch"] > step // self.plan.steps_per_epoch:
-        since = (f"its last complete checkpoint, {ckpt.describe(step)}" if step else
-                 "the start: it has no complete checkpoint")
-        say(f"{path}/{recorder_lib.HISTORY_FILE} records epoch {recorded[-1]['epoch']}, whose "
-            f"checkpoint was not saved completely: training again from {since}.")
+        saved = (f"the last complete checkpoint is {ckpt.describe(step)}" if step else
+                 "no checkpoint is complete")
+        say(f"{path}/{recorder_lib.HISTORY_FILE} records epoch {recorded[-1]['epoch']}, but "
+            f"{saved} (a save did not finish): training again from "
+            f"{'there' if step else 'the start'}.")
 
   def _compile(self, state):
     """Compiles the training calls of a pass and the evaluation."""

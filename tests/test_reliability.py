@@ -160,9 +160,9 @@ def test_a_full_disk_during_a_save_ends_the_run_with_one_line_and_keeps_the_last
   assert step == 4 and leaves
   assert not (workdir / workdir_lock.LOCK_FILE).exists()
   output = finish(workdir, prepared_fake_data)
-  assert re.search(f"{workdir}/history.json records epoch [34], whose checkpoint was not saved "
-                   r"completely: training again from its last complete checkpoint, step 4 \(end "
-                   r"of epoch 1\)\.\n", output), output
+  assert re.search(f"{workdir}/history.json records epoch [34], but the last complete "
+                   r"checkpoint is step 4 \(end of epoch 1\) \(a save did not finish\): training "
+                   r"again from there\.\n", output), output
   assert f"Resuming {workdir} at step 4 (epoch 2)." in output
 
 

@@ -61,6 +61,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   results.json (a list of them, with seeds).
 
   SIGTERM or Ctrl-C saves a checkpoint and returns None, naming `resume_command` if given.
+  Each run's workdir is held (`workdir_lock`) from before anything is written there to the end.
   """
   run_start = time.perf_counter()
   layout = parallel.DataParallel() if seeds is None else parallel.SeedAxis(len(seeds), seed_layout)

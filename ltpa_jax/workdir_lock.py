@@ -61,7 +61,8 @@ def _held(workdir: str):
   try:
     yield
   finally:
-    os.remove(path)  # before the flock goes: a command waiting on this file then sees it gone
+    with contextlib.suppress(FileNotFoundError):  # deleted by hand
+      os.remove(path)  # before the flock goes: a command that opened it then sees it gone
     os.close(fd)
 
 

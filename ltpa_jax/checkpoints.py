@@ -6,7 +6,8 @@ into a temporary folder and renames it when complete, so a save cut short (crash
 leaves no checkpoint: `latest_step()` ignores it, the next manager deletes it and the run
 resumes from the previous checkpoint. A complete checkpoint whose files were damaged afterwards
 is not skipped: restoring it raises CheckpointRestoreError, which names the folder to delete to
-resume from the previous checkpoint; nothing restarts silently.
+resume from the previous checkpoint; nothing restarts silently. A save that finds the disk full
+raises DiskFullError (one line: the run stops, its earlier checkpoints intact).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import logging
 import os
 import re
 import sys
+from typing import Callable
 
+from absl import logging as absl_logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -33,6 +36,10 @@ class CheckpointRestoreError(errors.UserError, RuntimeError):
   """A checkpoint exists but cannot be restored (damaged, or another state structure)."""
 
 
+class DiskFullError(errors.UserError, OSError):
+  """A save failed for want of space (or quota); the earlier checkpoints are untouched."""
+
+
 class CheckpointManager:
   """Saves and restores the training state of a run in `workdir`, keeping the last `keep`.
 
@@ -46,10 +53,17 @@ class CheckpointManager:
     self._steps_per_epoch = steps_per_epoch
     self._manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, cleanup_tmp_directories=True))
+    self._keep_reports = _drop_abandoned_reports()  # until a close that follows no failure
+    _drop_reports_of_a_full_disk()
 
   def save(self, step: int, state, rng: jax.Array):
-    """Saves `state` and the typed PRNG key `rng` as the checkpoint of SGD step `step`."""
-    self._manager.save(step, args=ocp.args.StandardSave(_tree(state, rng)))
+    """Saves `state` and the typed PRNG key `rng` as the checkpoint of SGD step `step`.
+
+    The save ends in the background: a full disk raises DiskFullError here, at the next save, in
+    `wait` or in `close`.
+    """
+    with self._full_disk():
+      self._manager.save(step, args=ocp.args.StandardSave(_tree(state, rng)))
 
   def steps(self) -> list[int]:
     """The steps with a complete checkpoint, in increasing order (after the saves in flight)."""
@@ -78,9 +92,9 @@ class CheckpointManager:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
         _tree(target_state, rng_like))
     try:
-      with _dropping_abandoned_reads():
-        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # orbax and tensorstore raise bare Exceptions
+      self._keep_reports = _keep_dropping  # the abandoned reads report after this
       folder = os.path.join(self.directory, str(step))
       previous = [earlier for earlier in steps if earlier < step]
       fix = (f"delete {folder} to resume from {self.describe(previous[-1])}" if previous
@@ -98,11 +112,31 @@ class CheckpointManager:
 
   def wait(self):
     """Blocks until the saves in flight are written."""
-    self._manager.wait_until_finished()
+    with self._full_disk():
+      self._manager.wait_until_finished()
 
   def close(self):
     """Waits for the saves in flight, then releases the manager."""
-    self._manager.close()
+    with self._full_disk():
+      self._manager.close()
+    self._keep_reports()
+
+  @contextlib.contextmanager
+  def _full_disk(self):
+    """Raises DiskFullError, naming the last complete checkpoint, for a save that failed for
+    want of space."""
+    try:
+      yield
+    except Exception as e:  # orbax re-raises its background thread's error
+      self._keep_reports = _keep_dropping  # the abandoned writes report after this
+      if not _is_disk_full(e):
+        raise
+      steps = sorted(self._manager.all_steps())
+      resume = (f"resumes from its last complete checkpoint, {self.describe(steps[-1])}" if steps
+                else "starts the run again: it has no complete checkpoint")
+      raise DiskFullError(
+          f"No space left for a checkpoint in {self.directory} ({_reason(e)}). Free some space, "
+          f"then run the same command: it {resume}.") from e
 
   def __enter__(self):
     return self
@@ -121,21 +155,21 @@ def describe(step: int, steps_per_epoch: int | None, num_epochs: int | None = No
   return f"step {step} ({f'in epoch {epoch + 1}' if rest else f'end of epoch {epoch}'}{of})"
 
 
-@contextlib.contextmanager
-def _dropping_abandoned_reads():
-  """Silences the reports of the reads that a failed restore abandons, unless `errors.verbose`.
+def _drop_abandoned_reports() -> Callable[[], None]:
+  """Silences the reports of the reads and writes that a failed restore or save abandons, unless
+  `errors.verbose`; returns the function that restores the hooks as they were.
 
-  Orbax reads the arrays concurrently in an event loop and closes it at the first failure. The
-  other reads then fail on their own, after the restore has raised, at a time that depends on
-  the machine's load: asyncio reports each one it had finished ("Task exception was never
-  retrieved", with the read's traceback) through its logger when it is garbage-collected, and
-  each TensorStore read still in flight fails to call back into the closed loop ("Event loop is
-  closed") through sys.unraisablehook. Both are dropped from the start of a restore; after a
-  failure they stay dropped (the reports come later), after a success everything is as before.
+  Orbax reads and writes the arrays concurrently in an event loop and closes it at the first
+  failure. The other operations then fail on their own, after the error was raised, at a time
+  that depends on the machine's load: asyncio reports each one it had finished ("Task exception
+  was never retrieved", with its traceback) through its logger when it is garbage-collected, and
+  each TensorStore operation still in flight fails to call back into the closed loop ("Event
+  loop is closed") through sys.unraisablehook. A manager drops both from its start (a report
+  may come before the error reaches it); after a failure they stay dropped, after a clean close
+  everything is as before.
   """
   if errors.verbose:
-    yield
-    return
+    return _keep_dropping
   previous = sys.unraisablehook
 
   def hook(unraisable):
@@ -146,11 +180,39 @@ def _dropping_abandoned_reads():
   def keep(record):
     return record.getMessage().split("\n", 1)[0] not in _ASYNCIO_LEFTOVERS
 
+  def restore_hooks():
+    sys.unraisablehook = previous
+    _ASYNCIO_LOGGER.removeFilter(keep)
+
   sys.unraisablehook = hook
   _ASYNCIO_LOGGER.addFilter(keep)
-  yield  # a failure raises here: the hook and the filter stay
-  sys.unraisablehook = previous
-  _ASYNCIO_LOGGER.removeFilter(keep)
+  return restore_hooks
+
+
+def _keep_dropping() -> None:
+  """In place of restoring the hooks: after a failure, its reports are still to come."""
+
+
+def _is_disk_full(error: BaseException | None) -> bool:
+  """Whether `error`, or an error it was raised from, is ENOSPC (no space left) or EDQUOT."""
+  while error is not None:
+    if isinstance(error, OSError) and error.errno in errors.DISK_FULL:
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _drop_reports_of_a_full_disk():
+  """Keeps orbax's logged tracebacks of a save that failed for want of space off the console
+  (DiskFullError says it in one line), unless verbose logs were asked for (-v 0 or more)."""
+  absl_logger = absl_logging.get_absl_logger()
+  if not any(f is _drop_full_disk_logs for f in absl_logger.filters):
+    absl_logger.addFilter(_drop_full_disk_logs)
+
+
+def _drop_full_disk_logs(record) -> bool:
+  return not (record.exc_info and _is_disk_full(record.exc_info[1])
+              and absl_logging.get_verbosity() < absl_logging.INFO)
 
 
 def _reason(error: Exception, limit: int = 600) -> str:

@@ -3,8 +3,8 @@
 `compilation_cache`).
 
 A mistake (an `errors.UserError`, a flag absl rejects, an unknown config field, a missing or
-existing file) ends a command with `error: <message>` on stderr and exit status 2, no traceback;
-`--debug` or `-v 1` shows the traceback instead, and what libraries report after it
+existing file) or a full disk ends a command with `error: <message>` on stderr and exit status 2,
+no traceback; `--debug` or `-v 1` shows the traceback instead, and what libraries report after it
 (`errors.verbose`). Library logs (INFO, and TFDS's notice that it decodes images with PIL, not
 OpenCV) show only with `-v`.
 """
@@ -113,6 +113,12 @@ def _mistakes_exit():
     if _wants_traceback(sys.argv):
       raise
     print(f"error: {error}", file=sys.stderr)
+    sys.exit(EXIT_STATUS)
+  except OSError as error:
+    if error.errno not in errors.DISK_FULL or _wants_traceback(sys.argv):
+      raise
+    print(f"error: {error}. Free some space, then run the same command: a run resumes from its "
+          "last complete checkpoint.", file=sys.stderr)
     sys.exit(EXIT_STATUS)
 
 

@@ -38,6 +38,7 @@ from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import plots
 from ltpa_jax import steps
 from ltpa_jax import workdir as workdir_lib
+from ltpa_jax import workdir_lock
 
 RESULT_FILE = "robustness.json"
 EXAMPLES_FILE = "fgsm_examples.png"
@@ -146,6 +147,12 @@ def measure(workdirs: Sequence[str], epsilons: Sequence[float], out: str, exampl
     config_validation.validate(config, 1)
   dtypes = ", ".join(sorted({config.model.dtype for config in configs.values()}))
   print(f"Attacking on {devices.describe(dtypes, 1)}.", flush=True)
+  with workdir_lock.held(*configs):
+    return _measure(configs, epsilons, out, examples, overwrite, test_images)
+
+
+def _measure(configs, epsilons, out, examples, overwrite, test_images) -> str:
+  """`measure` of the runs {workdir: config}, their workdirs held."""
   runs, wrote = {}, []
   for workdir, config in configs.items():
     experiment = experiment_lib.build(config, splits=("test",))

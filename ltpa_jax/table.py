@@ -32,6 +32,7 @@ from ltpa_jax import errors
 from ltpa_jax import parallel
 from ltpa_jax import report
 from ltpa_jax import train
+from ltpa_jax import workdir_lock
 
 TABLE_FILE = "table.md"
 CONFIGS = ("vgg19", "vgg19_att")  # configs/vgg19.py, configs/vgg19_att.py, from any folder
@@ -46,15 +47,16 @@ def train_table(configs: Mapping[str, ml_collections.ConfigDict], workdir: str,
     config_validation.validate(config, 1)
   for config in configs.values():
     datasets.ensure_prepared(config.dataset, config.data_dir, config.manual_dir)
-  for name, config in configs.items():
-    if train.train_and_evaluate(config, os.path.join(workdir, name), seeds=seeds,
-                                seed_layout=seed_layout, resume_command=resume_command) is None:
-      return None
-  runs, _ = report.collect([os.path.join(workdir, name, f"seed_{seed}")
-                            for name in configs for seed in seeds])
-  table = report.markdown(runs)
-  with open(os.path.join(workdir, TABLE_FILE), "w") as f:  # made anew from the runs' results
-    f.write(table + "\n")
+  with workdir_lock.held(workdir):
+    for name, config in configs.items():
+      if train.train_and_evaluate(config, os.path.join(workdir, name), seeds=seeds,
+                                  seed_layout=seed_layout, resume_command=resume_command) is None:
+        return None
+    runs, _ = report.collect([os.path.join(workdir, name, f"seed_{seed}")
+                              for name in configs for seed in seeds])
+    table = report.markdown(runs)
+    with open(os.path.join(workdir, TABLE_FILE), "w") as f:  # made anew from the runs' results
+      f.write(table + "\n")
   return table
 
 

@@ -38,6 +38,7 @@ from ltpa_jax import results
 from ltpa_jax import stopping
 from ltpa_jax import steps
 from ltpa_jax import workdir as workdir_lib
+from ltpa_jax import workdir_lock
 
 say = recorder_lib.say
 REPLICAS_NOTE = ("trained together with seeds {seeds}; images_per_second counts the images of "
@@ -62,16 +63,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   results.json (a list of them, with seeds).
 
   SIGTERM or Ctrl-C saves a checkpoint and returns None, naming `resume_command` if given.
+  Each run's workdir is held (`workdir_lock`) from before anything is written there to the end.
   """
   run_start = time.perf_counter()
   layout = parallel.DataParallel() if seeds is None else parallel.SeedAxis(len(seeds), seed_layout)
   config_validation.validate(config, layout.device_count)  # before the workdir is touched
-  runs = _claim(_run_configs(config, workdir, seeds))
-  finished = _finished(workdir, runs)
-  if finished is not None:
-    return finished[0] if seeds is None else finished
-  experiment = experiment_lib.build(config, layout.device_count)
   with contextlib.ExitStack() as stack:
+    runs = _claim(_run_configs(config, workdir, seeds), stack)
+    finished = _finished(workdir, runs)
+    if finished is not None:
+      return finished[0] if seeds is None else finished
+    experiment = experiment_lib.build(config, layout.device_count)
     stop = stack.enter_context(stopping.StopSignals(announce=parallel.is_primary()))
     trainer = Trainer(experiment, layout, runs, stack)
     step, state, epoch_metrics = trainer.start(workdir)
@@ -135,12 +137,25 @@ class Trainer:
       state = self.layout.join([s["state"] for s in saved])
       epoch_metrics = self.layout.join([s["epoch_metrics"] for s in saved])
       say(f"Resuming {workdir} at step {step} (epoch {step // self.plan.steps_per_epoch + 1}).")
+    self._say_unsaved_epochs(step)
     self.recorders = [self._stack.enter_context(contextlib.closing(recorder_lib.Recorder(
         path, run_config, recorder_lib.read_history(path, step // self.plan.steps_per_epoch),
         prefix=f"seed {run_config.seed} " if len(self.runs) > 1 else "")))
                       for path, run_config in self.runs]
     self._compile(state)
     return step, state, epoch_metrics
+
+  def _say_unsaved_epochs(self, step: int):
+    """Says so where a run's history.json records epochs after `step`: their checkpoint's save
+    did not finish (a crash, a full disk), and they train again."""
+    for (path, _), ckpt in zip(self.runs, self.ckpts):
+      recorded = recorder_lib.read_history(path, self.plan.num_epochs)
+      if recorded and recorded[-1]["epoch"] > step // self.plan.steps_per_epoch:
+        saved = (f"the last complete checkpoint is {ckpt.describe(step)}" if step else
+                 "no checkpoint is complete")
+        say(f"{path}/{recorder_lib.HISTORY_FILE} records epoch {recorded[-1]['epoch']}, but "
+            f"{saved} (a save did not finish): training again from "
+            f"{'there' if step else 'the start'}.")
 
   def _compile(self, state):
     """Compiles the training calls of a pass and the evaluation."""
@@ -277,6 +292,8 @@ class Trainer:
 
   def finish(self, state, run_start: float, note: str | None) -> list[dict]:
     """Each run's results and figures, written by its recorder; returns the results."""
+    for ckpt in self.ckpts:  # the last epoch's checkpoint is complete before results.json
+      ckpt.wait()
     run_results, predict = [], self.experiment.predict
     for recorder, run_state in zip(self.recorders, self.layout.split(state)):
       predicted = ({split: predict(run_state, images) for split, (images, _) in self.probes.items()}
@@ -302,18 +319,22 @@ def _run_configs(config, workdir: str, seeds: Sequence[int] | None):
   return runs
 
 
-def _claim(runs):
-  """`runs`, after process 0 recorded each config in its workdir or found it there; the other
-  processes learn the outcome (see `workdir.check_same_config`)."""
+def _claim(runs, stack: contextlib.ExitStack):
+  """`runs`, after process 0 locked each one's workdir for the life of `stack`
+  (`workdir_lock.held`) and recorded its config there or found it there; the other processes
+  learn the outcome (see `workdir.check_same_config`)."""
   refused = None
   if parallel.is_primary():
     try:
+      stack.enter_context(workdir_lock.held(*(path for path, _ in runs)))
       for path, run_config in runs:
         workdir_lib.check_same_config(path, run_config)
     except workdir_lib.ConfigMismatchError as e:
       refused = _invalid_recorded_config(path) or e
+    except errors.UserError as e:  # a workdir in use, or not a folder
+      refused = e
   if parallel.any_process(refused is not None):
-    raise refused or workdir_lib.ConfigMismatchError(
+    raise refused or errors.UserError(
         f"Process 0 refused workdir {runs[0][0]}; its output says why.")
   return runs
 

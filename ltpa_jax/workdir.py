@@ -12,6 +12,7 @@ import ml_collections
 
 from ltpa_jax import default_config
 from ltpa_jax import errors
+from ltpa_jax import workdir_lock
 
 CONFIG_FILE = "config.json"
 # Config fields renamed since runs were recorded: {section: {old name: new name}}.
@@ -133,7 +134,7 @@ def check_same_config(workdir: str, config):
   path = os.path.join(workdir, CONFIG_FILE)
   current = config_dict(config)
   if not os.path.exists(path):
-    if os.path.isdir(workdir) and os.listdir(workdir):
+    if os.path.isdir(workdir) and set(os.listdir(workdir)) - {workdir_lock.LOCK_FILE}:
       raise ConfigMismatchError(
           f"Workdir {workdir} holds files but no {CONFIG_FILE}: it is not a run of ltpa_jax (or "
           "its config file was deleted). Use a new or empty workdir.")

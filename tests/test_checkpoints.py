@@ -18,6 +18,7 @@ from ltpa_jax import errors
 from ltpa_jax import models
 from ltpa_jax import optim
 from ltpa_jax import steps
+from tests import full_disk
 
 
 def _state(seed):
@@ -104,6 +105,30 @@ def test_a_save_cut_short_is_ignored_and_cleaned_up(tmp_path):
   _assert_bit_exact(restored, state)
 
 
+def test_a_full_disk_during_a_save_raises_one_line_and_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch):
+  """The save of step 8 finds the disk full (an ENOSPC fake: tests/full_disk.py); once there is
+  room again, step 4 restores and step 8 saves over what the failed save left."""
+  state, rng = _state(1), jax.random.key(0)
+  full_disk.fail_save_of(8, monkeypatch)
+  with pytest.raises(checkpoints.DiskFullError,
+                     match=r"^No space left for a checkpoint in \S+/checkpoints \(\[Errno 28\] "
+                           r".*8\.orbax-checkpoint-tmp.*\)\. Free some space, then run the same "
+                           r"command: it resumes from its last complete checkpoint, step 4 \(end of "
+                           r"epoch 1\)\.$"):
+    with checkpoints.CheckpointManager(str(tmp_path), steps_per_epoch=4) as manager:
+      manager.save(4, state, rng)
+      manager.save(8, _state(2), rng)
+      manager.wait()
+  monkeypatch.undo()
+  with checkpoints.CheckpointManager(str(tmp_path)) as manager:
+    assert manager.steps() == [4]
+    restored, _, _ = manager.restore(4, _state(3), rng)
+    manager.save(8, _state(2), rng)
+  _assert_bit_exact(restored, state)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"]
+
+
 def test_a_damaged_latest_checkpoint_raises_naming_the_fix(tmp_path):
   """Checkpoints are numbered by SGD step; the message names each one's epoch too."""
   states, rng = [_state(1), _state(2)], jax.random.key(0)
@@ -147,7 +172,8 @@ def _report_like_abandoned_reads():
 @pytest.mark.parametrize("verbose", [False, True])
 def test_a_failed_restore_leaves_no_report_after_its_error(verbose, tmp_path, caplog, monkeypatch):
   """Orbax abandons the other reads of a failed restore; what they report later is dropped, at
-  its source, unless `errors.verbose` (--debug). A successful restore leaves the hooks as they were."""
+  its source, unless `errors.verbose` (--debug). A manager that met no failure leaves the hooks
+  as they were."""
   unraisable = []
   monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
   monkeypatch.setattr(logging.getLogger("asyncio"), "filters", [])
@@ -156,10 +182,11 @@ def test_a_failed_restore_leaves_no_report_after_its_error(verbose, tmp_path, ca
   with checkpoints.CheckpointManager(str(tmp_path)) as manager:
     for step in (1, 2):
       manager.save(step, state, rng)
+    manager.restore(1, state, rng)
+  assert (sys.unraisablehook, logging.getLogger("asyncio").filters) == (unraisable.append, [])
   damage(tmp_path / "checkpoints" / "2")
   with checkpoints.CheckpointManager(str(tmp_path)) as manager:
     manager.restore(1, state, rng)
-    assert (sys.unraisablehook, logging.getLogger("asyncio").filters) == (unraisable.append, [])
     with pytest.raises(checkpoints.CheckpointRestoreError):
       manager.restore(2, state, rng)
   _report_like_abandoned_reads()

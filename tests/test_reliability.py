@@ -1,4 +1,5 @@
-"""Faults: SIGKILL and SIGTERM mid-run, a diverging loss, bad input (tiny models on CPU)."""
+"""Faults: SIGKILL and SIGTERM mid-run, two runs on one workdir, a full disk, a diverging loss,
+bad input (tiny models on CPU)."""
 
 import json
 import os
@@ -15,19 +16,23 @@ import numpy as np
 import pytest
 
 from ltpa_jax import checkpoints
+from ltpa_jax import cli
 from ltpa_jax import experiment
 from ltpa_jax import optim
 from ltpa_jax import train
+from ltpa_jax import workdir_lock
 from tests import exact
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TIMING = ("images_per_second", "epoch_seconds", "wall_seconds")
 
 
-def start_run(workdir, data_dir, *flags, float64=False):
+def start_run(workdir, data_dir, *flags, float64=False, full_disk_step=None):
   """train.py on the fake data: 4 epochs of 4 steps (30 images, batch 8), one step per call
-  unless `flags` change it; `float64`: a float64 model in 64-bit JAX."""
-  command = [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
+  unless `flags` change it; `float64`: a float64 model in 64-bit JAX; `full_disk_step`: the save
+  of that step finds the disk full (tests/full_disk.py)."""
+  main = ["train.py"] if full_disk_step is None else ["-m", "tests.full_disk", str(full_disk_step)]
+  command = [sys.executable, *main, "--config", "configs/tiny.py", "--workdir", str(workdir),
              "--config.dataset=fashion_mnist", f"--config.data_dir={data_dir}",
              "--config.batch_size=8", "--config.eval_batch_size=5", "--config.num_epochs=4",
              "--config.lr_boundaries_epochs=(2,)", "--config.attention_images=2", *flags]
@@ -100,9 +105,65 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(uninterrupted, prepared
   code, output = run_until(workdir, prepared_fake_data, "epoch 2/4", signal.SIGKILL)
   assert code == -signal.SIGKILL, output
   assert not (workdir / "results.json").exists()
+  killed = json.loads((workdir / workdir_lock.LOCK_FILE).read_text())["pid"]  # left behind
   output = finish(workdir, prepared_fake_data)
+  assert f"Workdir {workdir}: taking over the lock of PID {killed} (since " in output, output
   assert "Resuming" in output
   assert_same_run(final_state(workdir), uninterrupted)
+  assert not (workdir / workdir_lock.LOCK_FILE).exists()
+
+
+def test_a_second_run_on_a_busy_workdir_is_refused_and_the_first_runs_as_alone(
+    uninterrupted, prepared_fake_data, tmp_path):
+  """The first process holds the workdir from before its first line; it is paused (SIGSTOP)
+  while the second runs, so that the second surely meets it running. The second ends with one
+  line naming the first, exit status 2, before compiling anything; the first then ends bitwise
+  as a lone run."""
+  workdir = tmp_path / "busy"
+  first = start_run(workdir, prepared_fake_data)
+  output = []
+  for line in first.stdout:
+    output.append(line)
+    if "training images" in line:  # the workdir is held
+      break
+  first.send_signal(signal.SIGSTOP)
+  try:
+    second = start_run(workdir, prepared_fake_data)
+    refused, _ = second.communicate(timeout=300)
+  finally:
+    first.send_signal(signal.SIGCONT)
+  output.append(first.communicate(timeout=300)[0])
+  assert first.returncode == 0, "".join(output)
+  assert second.returncode == cli.EXIT_STATUS, refused
+  assert re.fullmatch(f"error: Workdir {workdir} is in use by another command: PID {first.pid} on "
+                      r"host \S+, since [\d-]+ [\d:]+ UTC\. Wait for it to end \(or stop it: Ctrl-C "
+                      r"saves a run\), then run this command again\.\n", refused), refused
+  assert_same_run(final_state(workdir), uninterrupted)
+
+
+def test_a_full_disk_during_a_save_ends_the_run_with_one_line_and_keeps_the_last_checkpoint(
+    prepared_fake_data, tmp_path):
+  """The save of step 8 (end of epoch 2) finds the disk full: the run ends at a later save with
+  one line and exit status 2, no library report, and its checkpoint of epoch 1 restores. The
+  same command then resumes from it, saying that the epochs recorded after it train again."""
+  workdir = tmp_path / "full"
+  process = start_run(workdir, prepared_fake_data, full_disk_step=8)
+  output, _ = process.communicate(timeout=300)
+  assert process.returncode == cli.EXIT_STATUS, output
+  *lines, error = output.splitlines()
+  assert all(re.match(r"Fashion-MNIST|Compiled|epoch [123]/4 ", line) for line in lines), output
+  assert re.fullmatch(f"error: No space left for a checkpoint in {workdir}/checkpoints "
+                      r"\(\[Errno 28\] No space left on device: \S+\)\. Free some space, then run "
+                      r"the same command: it resumes from its last complete checkpoint, step 4 "
+                      r"\(end of epoch 1\)\.", error), output
+  step, leaves, _, _ = final_state(workdir)
+  assert step == 4 and leaves
+  assert not (workdir / workdir_lock.LOCK_FILE).exists()
+  output = finish(workdir, prepared_fake_data)
+  assert re.search(f"{workdir}/history.json records epoch [34], but the last complete "
+                   r"checkpoint is step 4 \(end of epoch 1\) \(a save did not finish\): training "
+                   r"again from there\.\n", output), output
+  assert f"Resuming {workdir} at step 4 (epoch 2)." in output
 
 
 def test_ctrl_c_saves_prints_a_resume_command_that_ends_like_an_uninterrupted_run(

@@ -1,0 +1,104 @@
+"""workdir_lock: one command per workdir; a lock left by a dead process is taken over, one from
+another host is explained; the commands that write into runs hold it before any work. (Two
+processes at once, and a resume after SIGKILL: tests/test_reliability.py.)"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+
+from configs import tiny
+from ltpa_jax import errors
+from ltpa_jax import robustness
+from ltpa_jax import table
+from ltpa_jax import train
+from ltpa_jax import workdir as workdir_lib
+from ltpa_jax import workdir_lock
+
+
+def write_lock(workdir, host, pid):
+  workdir.mkdir(exist_ok=True)
+  (workdir / workdir_lock.LOCK_FILE).write_text(json.dumps(
+      {"host": host, "pid": pid, "since": "2026-01-02 03:04:05 UTC"}))
+
+
+def dead_pid() -> int:
+  process = subprocess.Popen(["true"])
+  process.wait()
+  return process.pid
+
+
+def test_a_held_workdir_refuses_a_second_holder_naming_the_first(tmp_path):
+  workdir = tmp_path / "new" / "run"
+  with workdir_lock.held(str(workdir)):
+    holder = json.loads((workdir / workdir_lock.LOCK_FILE).read_text())
+    assert (holder["host"], holder["pid"]) == (socket.gethostname(), os.getpid())
+    with pytest.raises(workdir_lock.WorkdirLockedError,
+                       match=f"^Workdir {workdir} is in use by another command: PID {os.getpid()} "
+                             f"on host {re.escape(socket.gethostname())}, since "
+                             f"{re.escape(holder['since'])}\\. Wait for it to end"):
+      with workdir_lock.held(str(tmp_path / "other"), str(workdir)):
+        pass
+    assert not (tmp_path / "other" / workdir_lock.LOCK_FILE).exists()  # released on refusal
+  assert os.listdir(workdir) == []  # the lock goes with its holder
+  with workdir_lock.held(str(workdir)):
+    pass
+
+
+def test_a_lock_left_by_a_dead_process_of_this_host_is_taken_over_with_a_note(tmp_path, capsys):
+  pid = dead_pid()
+  write_lock(tmp_path, socket.gethostname(), pid)
+  with workdir_lock.held(str(tmp_path)):
+    assert json.loads((tmp_path / workdir_lock.LOCK_FILE).read_text())["pid"] == os.getpid()
+  assert capsys.readouterr().out == (
+      f"Workdir {tmp_path}: taking over the lock of PID {pid} (since 2026-01-02 03:04:05 UTC), "
+      "which ended without releasing it.\n")
+
+
+def test_a_lock_from_another_host_says_how_to_clear_it(tmp_path):
+  write_lock(tmp_path, "node-7", 4242)
+  lock = tmp_path / workdir_lock.LOCK_FILE
+  with pytest.raises(workdir_lock.WorkdirLockedError,
+                     match=f"^Workdir {tmp_path} is locked by PID 4242 on host node-7, since "
+                           f"2026-01-02 03:04:05 UTC\\. If no command runs on it there \\(check "
+                           f"on node-7\\), delete {lock}, then run this command again\\.$"):
+    with workdir_lock.held(str(tmp_path)):
+      pass
+  assert json.loads(lock.read_text())["host"] == "node-7"  # left as it was
+
+
+def test_a_workdir_that_is_a_file_or_lies_under_one_is_one_line(tmp_path):
+  file = tmp_path / "notes.txt"
+  file.write_text("")
+  with pytest.raises(errors.UserError, match=f"^Workdir {file} is a file, not a folder: give a "
+                                             "new folder or a run's folder as --workdir\\.$"):
+    workdir_lock.make_workdir(str(file))
+  with pytest.raises(errors.UserError, match=f"^Cannot make workdir {file}/runs/a: {file} is a "
+                                             "file, not a folder\\."):
+    workdir_lock.make_workdir(str(file / "runs" / "a"))
+
+
+def test_every_command_that_writes_into_runs_refuses_a_held_workdir_before_any_work(
+    fake_dataset, tmp_path):
+  """train (one run, or seeds: each seed's workdir), table (its workdir) and robustness (each
+  run's workdir) refuse before reading data or compiling (the fake dataset would load, and a
+  run compile, in seconds)."""
+  run, seeds = tmp_path / "run", tmp_path / "seeds"
+  refused = pytest.raises(workdir_lock.WorkdirLockedError, match="is in use by another command")
+  with workdir_lock.held(str(run)), refused:
+    train.train_and_evaluate(fake_dataset, str(run))
+  assert os.listdir(run) == []  # no config.json recorded
+  with workdir_lock.held(str(seeds / "seed_1")), refused:
+    train.train_and_evaluate(fake_dataset, str(seeds), seeds=[0, 1])
+  assert os.listdir(seeds / "seed_0") == []  # seed 0's lock released
+  with workdir_lock.held(str(tmp_path / "table")), refused:
+    table.train_table({"tiny": fake_dataset}, str(tmp_path / "table"), seeds=[0])
+  assert os.listdir(tmp_path / "table") == []
+  config = tiny.get_config()
+  workdir_lib.check_same_config(str(run), config)
+  with workdir_lock.held(str(run)), refused:
+    robustness.measure([str(run)], [0.0], str(tmp_path / "robustness.png"))
+  assert sorted(os.listdir(run)) == [workdir_lib.CONFIG_FILE]

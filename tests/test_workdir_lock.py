@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from configs import tiny
+from ltpa_jax import datasets
 from ltpa_jax import errors
 from ltpa_jax import robustness
 from ltpa_jax import table
@@ -82,7 +83,7 @@ def test_a_workdir_that_is_a_file_or_lies_under_one_is_one_line(tmp_path):
 
 
 def test_every_command_that_writes_into_runs_refuses_a_held_workdir_before_any_work(
-    fake_dataset, tmp_path):
+    fake_dataset, tmp_path, monkeypatch):
   """train (one run, or seeds: each seed's workdir), table (its workdir) and robustness (each
   run's workdir) refuse before reading data or compiling (the fake dataset would load, and a
   run compile, in seconds)."""
@@ -94,6 +95,7 @@ def test_every_command_that_writes_into_runs_refuses_a_held_workdir_before_any_w
   with workdir_lock.held(str(seeds / "seed_1")), refused:
     train.train_and_evaluate(fake_dataset, str(seeds), seeds=[0, 1])
   assert os.listdir(seeds / "seed_0") == []  # seed 0's lock released
+  monkeypatch.setattr(datasets, "ensure_prepared", lambda *args: None)  # "fake" is in memory
   with workdir_lock.held(str(tmp_path / "table")), refused:
     table.train_table({"tiny": fake_dataset}, str(tmp_path / "table"), seeds=[0])
   assert os.listdir(tmp_path / "table") == []

@@ -120,9 +120,10 @@ def test_an_unfinished_run_is_evaluated_saying_so(learned_fashion_mnist_run, tmp
   capsys.readouterr()
   printed = robustness.measure([str(workdir)], [0.0], str(tmp_path / "curves.png"), examples=2,
                                test_images=TEST_IMAGES)
-  assert capsys.readouterr().out == (
-      f"{workdir} is an unfinished run: evaluating its latest checkpoint, step 100 (end of "
-      "epoch 1 of 2), of 200 steps.\n")
+  where, note = capsys.readouterr().out.splitlines()
+  assert where.startswith("Attacking on 1 x ")
+  assert note == (f"{workdir} is an unfinished run: evaluating its latest checkpoint, step 100 "
+                  "(end of epoch 1 of 2), of 200 steps.")
   assert f"Wrote {workdir / robustness.RESULT_FILE} (step 100, " in printed
 
 

@@ -4,8 +4,9 @@
 derived from the step (`plan.Plan`); at each epoch's last step it evaluates, records
 (`recorder`) and saves a checkpoint. A stop (SIGTERM, Ctrl-C) saves at the end of the current
 call and returns; a run resumes from its workdir's latest checkpoint. Alone, a run is data
-parallel over every device of every process (`parallel.DataParallel`); several seeds train
-together on a seed axis (`parallel.SeedAxis`), each with a workdir of its own.
+parallel over every device of every process (`parallel.DataParallel`); several runs (seeds, and
+a sweep's grid of float hyperparameters, `grid`) train together on a run axis
+(`parallel.RunAxis`), each with a workdir of its own.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from ltpa_jax import config_validation
 from ltpa_jax import datasets
 from ltpa_jax import errors
 from ltpa_jax import experiment as experiment_lib
+from ltpa_jax import grid as grid_lib
+from ltpa_jax import optim
 from ltpa_jax import parallel
 from ltpa_jax import plan as plan_lib
 from ltpa_jax import plots
@@ -38,8 +41,7 @@ from ltpa_jax import steps
 from ltpa_jax import workdir as workdir_lib
 
 say = recorder_lib.say
-REPLICAS_NOTE = ("trained together with seeds {seeds}; images_per_second counts the images of "
-                 "all {k} replicas")
+RUNS_NOTE = "trained together with {what}; images_per_second counts the images of all {k} runs"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -54,20 +56,27 @@ def fixed_examples(examples: datasets.Examples, count: int):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        seeds: Sequence[int] | None = None, seed_layout: str = "vmap",
-                       resume_command: str | None = None) -> dict | list[dict] | None:
-  """Trains `config` in `workdir` (with `seeds`, each in workdir/seed_<s>, together as
-  `seed_layout` says: `parallel.SEED_LAYOUTS`), resuming from the latest checkpoint; returns
-  results.json (a list of them, with seeds).
+                       resume_command: str | None = None,
+                       sweep: grid_lib.Grid | None = None) -> dict | list[dict] | None:
+  """Trains `config` in `workdir`, resuming from the latest checkpoint; returns results.json.
 
-  SIGTERM or Ctrl-C saves a checkpoint and returns None, naming `resume_command` if given.
+  With `seeds` or a `sweep` ({field: values} of `optim.HYPERPARAMETERS`; seeds default to the
+  config's), trains every run of the grid with every seed together, as `seed_layout` says
+  (`parallel.SEED_LAYOUTS`), each in workdir/<grid point>/seed_<s> (`grid.runs`); returns a list
+  of results. SIGTERM or Ctrl-C saves a checkpoint and returns None, naming `resume_command` if
+  given.
   """
   run_start = time.perf_counter()
-  layout = parallel.DataParallel() if seeds is None else parallel.SeedAxis(len(seeds), seed_layout)
-  config_validation.validate(config, layout.device_count)  # before the workdir is touched
-  runs = _claim(_run_configs(config, workdir, seeds))
+  alone = seeds is None and sweep is None
+  runs = ([(workdir, config)] if alone
+          else grid_lib.runs(config, workdir, sweep or {}, [config.seed] if seeds is None else seeds))
+  layout = parallel.DataParallel() if alone else parallel.RunAxis(len(runs), seed_layout)
+  for _, run_config in runs:  # before the workdir is touched
+    config_validation.validate(run_config, layout.device_count)
+  runs = _claim(runs)
   finished = _finished(workdir, runs)
   if finished is not None:
-    return finished[0] if seeds is None else finished
+    return finished[0] if alone else finished
   experiment = experiment_lib.build(config, layout.device_count)
   with contextlib.ExitStack() as stack:
     stop = stack.enter_context(stopping.StopSignals(announce=parallel.is_primary()))
@@ -81,9 +90,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if step < trainer.plan.total_steps and parallel.any_process(stop.requested is not None):
         return trainer.stop(step, state, epoch_metrics, epoch_end, stop.requested,
                             resume_command)
-    finished = trainer.finish(state, run_start, None if seeds is None else REPLICAS_NOTE.format(
-        seeds=list(seeds), k=len(seeds)))
-  return finished[0] if seeds is None else finished
+    finished = trainer.finish(state, run_start, None if alone else RUNS_NOTE.format(
+        what=grid_lib.describe(sweep or {}, sorted({c.seed for _, c in runs})), k=len(runs)))
+  return finished[0] if alone else finished
 
 
 class Trainer:
@@ -103,6 +112,13 @@ class Trainer:
     self.initial = [init(init_rng) for init_rng, _ in keys]
     self.train_rngs = [train_rng for _, train_rng in keys]  # host-local: pass keys derive from
     self.placed_rngs = layout.place(self.train_rngs)  # laid out like the state, for checkpoints
+    dtype = steps.params_dtype(self.initial[0].params)
+    self.hparams = [optim.hyperparameters(run_config, dtype) for _, run_config in runs]
+    self.placed_hparams = layout.place(self.hparams)
+    # How each run is named on its lines: its path among the runs, e.g. "seed_3" (alone: "").
+    paths = [path for path, _ in runs]
+    self.labels = ([os.path.relpath(path, os.path.commonpath(paths)) for path in paths]
+                   if len(runs) > 1 else [""])
     self.probes = {split: fixed_examples(getattr(dataset, split), config.attention_images)
                    for split in datasets.SPLITS}
     self.ckpts = [stack.enter_context(checkpoints.CheckpointManager(
@@ -119,10 +135,10 @@ class Trainer:
     params = self.initial[0].params
     logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
         params, include_stats=False))
-    seeds = [run_config.seed for _, run_config in self.runs]
     say(f"{self.experiment.dataset.label}: {self.plan.num_examples} training images; model: "
         f"{parameter_overview.count_parameters(params):,} parameters"
-        + (f"; seeds {seeds} trained together." if len(self.runs) > 1 else "."))
+        + (f"; {len(self.runs)} runs trained together: {', '.join(self.labels)}."
+           if len(self.runs) > 1 else "."))
     state, epoch_metrics = self.layout.place(self.initial), self.fresh_metrics()
     step = _latest_common_step(self.ckpts)
     if step:
@@ -134,8 +150,8 @@ class Trainer:
       say(f"Resuming {workdir} at step {step} (epoch {step // self.plan.steps_per_epoch + 1}).")
     self.recorders = [self._stack.enter_context(contextlib.closing(recorder_lib.Recorder(
         path, run_config, recorder_lib.read_history(path, step // self.plan.steps_per_epoch),
-        prefix=f"seed {run_config.seed} " if len(self.runs) > 1 else "")))
-                      for path, run_config in self.runs]
+        prefix=f"{label} " if label else "")))
+                      for (path, run_config), label in zip(self.runs, self.labels)]
     self._compile(state)
     return step, state, epoch_metrics
 
@@ -144,7 +160,7 @@ class Trainer:
     start, experiment = time.perf_counter(), self.experiment
     with compilation_cache.counting() as counts:
       self.compiled = experiment.compiled_steps(self.layout, state, self.train_data,
-                                                self.placed_rngs)
+                                                self.placed_rngs, self.placed_hparams)
       for shape in self.plan.call_shapes():
         self.compiled[shape]  # pylint: disable=pointless-statement
       self.evaluate = experiment.compiled_evaluation(self.layout, state, self.test_data)
@@ -167,7 +183,8 @@ class Trainer:
     rows = [full[first:first + count] if first < plan.full_batches else rest[None]
             for full, rest in orders]
     state, call_metrics, losses = self.compiled[rows[0].shape](
-        state, self.train_data, layout.batches(rows), step_rngs, np.int32(first))
+        state, self.train_data, layout.batches(rows), step_rngs, self.placed_hparams,
+        np.int32(first))
     self._check_finite(stopping.wait(losses), step)
     done_before, done = (plan.images_in_epoch(s - epoch_start) for s in (step, step + count))
     self.progress.update(done, len(self.runs) * (done - done_before))
@@ -184,7 +201,7 @@ class Trainer:
     return orders, self.layout.place([step_rng for _, step_rng in keys])
 
   def _check_finite(self, losses, step: int):
-    """Raises NonFiniteLossError naming the first step (and seed) whose loss is not finite."""
+    """Raises NonFiniteLossError naming the first step (and run) whose loss is not finite."""
     finite = np.isfinite(np.asarray(losses)).reshape(len(self.runs), -1)
     if finite.all():
       return
@@ -192,9 +209,9 @@ class Trainer:
     bad = step + int(offset)
     epoch, in_epoch = divmod(bad, self.plan.steps_per_epoch)
     pass_in_epoch, step_in_pass = divmod(in_epoch, self.plan.steps_per_pass)
-    seed = f" of seed {self.runs[run][1].seed}" if len(self.runs) > 1 else ""
+    label = f" of {self.labels[run]}" if self.labels[run] else ""
     raise NonFiniteLossError(
-        f"The training loss{seed} is not finite at step {bad} (epoch {epoch + 1}, step "
+        f"The training loss{label} is not finite at step {bad} (epoch {epoch + 1}, step "
         f"{step_in_pass} of pass {pass_in_epoch + 1}). Stopped without saving: the checkpoints "
         f"in {self.ckpts[run].directory} hold the last good state. Lower config.learning_rate or "
         "check the data.")
@@ -221,10 +238,10 @@ class Trainer:
             if not (plan_lib.is_time(epoch, config.eval_every_epochs) or epoch == config.num_epochs)
             else self.layout.compute(self.evaluate(state, self.test_data)))
     summaries = []
-    for train, test_run in zip(self.layout.compute(epoch_metrics), test):
+    for train, test_run, hparams in zip(self.layout.compute(epoch_metrics), test, self.hparams):
       summary = {"epoch": epoch, "train_loss": float(train["loss"]),
                  "train_error": 100 * (1 - float(train["accuracy"])),
-                 "learning_rate": float(self.experiment.schedule(step - 1)),
+                 "learning_rate": float(self.experiment.schedule(hparams)(step - 1)),
                  "images_per_second": self.progress.trained / seconds, "epoch_seconds": seconds}
       if test_run is not None:
         summary.update(test_loss=float(test_run["loss"]),
@@ -272,21 +289,6 @@ class Trainer:
     return run_results
 
 
-def _run_configs(config, workdir: str, seeds: Sequence[int] | None):
-  """[(workdir, config)] of each run: the run, or with `seeds` workdir/seed_<s> with that seed."""
-  if seeds is None:
-    return [(workdir, config)]
-  if not seeds or len(set(seeds)) < len(seeds) or min(seeds) < 0:
-    raise errors.UserError(f"seeds must be distinct non-negative ints, at least one; got "
-                           f"{list(seeds)}")
-  runs = []
-  for seed in seeds:
-    run_config = config.copy_and_resolve_references()
-    run_config.seed = seed
-    runs.append((os.path.join(workdir, f"seed_{seed}"), run_config))
-  return runs
-
-
 def _claim(runs):
   """`runs`, after process 0 recorded each config in its workdir or found it there; the other
   processes learn the outcome (see `workdir.check_same_config`)."""
@@ -315,7 +317,8 @@ def _finished(workdir: str, runs) -> list[dict] | None:
   if not any(finished):
     return None
   if not all(finished):
-    raise errors.UserError(f"Some seeds in {workdir} finished, others did not: resume each "
-                           "unfinished one alone (its seed_<s>/config.json), or use a new workdir.")
+    raise errors.UserError(f"Some runs in {workdir} finished, others did not: resume each "
+                           "unfinished one alone (python -m ltpa_jax --config <run>/config.json "
+                           "--workdir <run>), or use a new workdir.")
   say(f"{workdir} holds a finished run; returning its results.")
   return [results.read(path) for path, _ in runs]

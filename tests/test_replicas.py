@@ -105,5 +105,5 @@ def test_refuses_bad_seeds_and_half_finished_replicas(config, tmp_path):
   finished.seed = 2
   workdir_lib.check_same_config(str(tmp_path / "runs" / "seed_2"), finished)
   (tmp_path / "runs" / "seed_2" / "results.json").write_text("{}")
-  with pytest.raises(errors.UserError, match="Some seeds in .* finished"):
+  with pytest.raises(errors.UserError, match="Some runs in .* finished"):
     train.train_and_evaluate(config, str(tmp_path / "runs"), seeds=[2, 5])

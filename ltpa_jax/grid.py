@@ -90,18 +90,18 @@ def describe(grid: Grid, seeds: Sequence[int]) -> str:
 
 def record(workdir: str, grid: Grid, seeds: Sequence[int]):
   """Writes workdir/sweep.json, or checks that the one there records this grid and seeds."""
-  recorded = {"sweep": {field: [float(v) for v in values] for field, values in grid.items()},
-              "seeds": list(seeds)}
+  recorded = {"sweep": [[field, [float(v) for v in values]] for field, values in grid.items()],
+              "seeds": list(seeds)}  # fields in order: their grid's, a JSON object's is sorted
   path = os.path.join(workdir, SWEEP_FILE)
   if not os.path.exists(path):
     workdir_lib.write_json(path, recorded)
   elif read(workdir) != recorded:
-    raise errors.UserError(f"{workdir} holds another sweep ({read(workdir)}): use a new workdir, "
-                           "or give that sweep's --sweep and --seeds to resume it.")
+    raise errors.UserError(f"{workdir} holds another sweep ({read(workdir)}): use a new "
+                           "workdir, or give that sweep's --sweep and --seeds to resume it.")
 
 
 def read(workdir: str) -> dict | None:
-  """workdir/sweep.json ({"sweep": {field: values}, "seeds": [...]}), None if absent."""
+  """workdir/sweep.json ({"sweep": [[field, values], ...], "seeds": [...]}), None if absent."""
   path = os.path.join(workdir, SWEEP_FILE)
   if not os.path.isfile(path):
     return None

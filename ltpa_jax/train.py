@@ -30,6 +30,7 @@ from ltpa_jax import datasets
 from ltpa_jax import errors
 from ltpa_jax import experiment as experiment_lib
 from ltpa_jax import grid as grid_lib
+from ltpa_jax import memory
 from ltpa_jax import optim
 from ltpa_jax import parallel
 from ltpa_jax import plan as plan_lib
@@ -78,6 +79,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if finished is not None:
     return finished[0] if alone else finished
   experiment = experiment_lib.build(config, layout.device_count)
+  if not alone:
+    memory.check_fits(experiment, len(runs))
   with contextlib.ExitStack() as stack:
     stop = stack.enter_context(stopping.StopSignals(announce=parallel.is_primary()))
     trainer = Trainer(experiment, layout, runs, stack)

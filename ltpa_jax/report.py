@@ -200,7 +200,8 @@ def _sweep_results(workdir: str):
   for point in grid_lib.points(grid):
     paths = [grid_lib.run_dir(workdir, point, seed) for seed in seeds]
     runs, _ = collect(paths)
-    unfinished += [p for p in paths if not os.path.exists(os.path.join(p, results_lib.RESULTS_FILE))]
+    unfinished += [path for path in paths
+                   if not os.path.exists(os.path.join(path, results_lib.RESULTS_FILE))]
     per_point.append(runs)
   return grid, seeds, per_point, unfinished
 
@@ -213,7 +214,8 @@ def sweep_markdown(workdir: str) -> str:
   if first is None:
     raise errors_lib.UserError(f"No run of the sweep in {workdir} has finished yet.")
   config = first["config"]
-  fixed = ", ".join([first["dataset_label"], model_name(config), reduction(config) or epochs(config),
+  fixed = ", ".join([first["dataset_label"], model_name(config),
+                     reduction(config) or epochs(config),
                      *(f"{field} {config[field]:g}" for field in optim.HYPERPARAMETERS
                        if field not in grid)])
   lines = [f"## Sweep {workdir}", "",

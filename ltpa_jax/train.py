@@ -69,8 +69,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   run_start = time.perf_counter()
   alone = seeds is None and sweep is None
-  runs = ([(workdir, config)] if alone
-          else grid_lib.runs(config, workdir, sweep or {}, [config.seed] if seeds is None else seeds))
+  seeds = [config.seed] if seeds is None else seeds
+  runs = [(workdir, config)] if alone else grid_lib.runs(config, workdir, sweep or {}, seeds)
   layout = parallel.DataParallel() if alone else parallel.RunAxis(len(runs), seed_layout)
   for _, run_config in runs:  # before the workdir is touched
     config_validation.validate(run_config, layout.device_count)

@@ -32,7 +32,9 @@ from ltpa_jax import compilation_cache
 from ltpa_jax import datasets
 from ltpa_jax import devices
 from ltpa_jax import experiment as experiment_lib
+from ltpa_jax import grid as grid_lib
 from ltpa_jax import models
+from ltpa_jax import optim
 from ltpa_jax import parallel
 from ltpa_jax import steps as steps_lib
 from ltpa_jax import workdir as workdir_lib
@@ -113,6 +115,18 @@ def synthetic_dataset(config, steps: int, train_rng, test_rng) -> datasets.Datas
                           synthetic_examples(test_rng, config.eval_batch_size, info))
 
 
+def memory_bytes(compiled) -> dict[str, int] | None:
+  """What XLA says a compiled program holds on its device: its arguments, outputs (donated
+  arguments alias them) and temporaries, in bytes; None where the backend does not say."""
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return None
+  sizes = {name: int(getattr(analysis, f"{name}_size_in_bytes"))
+           for name in ("argument", "output", "alias", "temp")}
+  sizes["peak_estimate"] = sizes["argument"] + sizes["output"] - sizes["alias"] + sizes["temp"]
+  return sizes
+
+
 def _time_calls(call, repeats: int, warmup: int, carry=None):
   """Seconds for `repeats` calls `carry = call(carry, i)`, each waited for, after `warmup`."""
   for i in range(warmup):
@@ -124,19 +138,22 @@ def _time_calls(call, repeats: int, warmup: int, carry=None):
 
 
 def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
-        seed_layout: str = "vmap") -> dict:
+        seed_layout: str = "vmap", sweep: grid_lib.Grid | None = None) -> dict:
   """Benchmarks `config`: training calls of `steps` steps, and evaluation; returns the results.
 
-  With `seeds` > 1, that many runs train together on one device (`parallel.SeedAxis` in
-  `seed_layout`) and the images per second count every run's images; else one run is data
+  With `seeds` > 1 or a `sweep` grid, its runs (each grid point with each of `seeds` seeds)
+  train together on one device (`parallel.RunAxis` in `seed_layout`), each with its own
+  hyperparameters: the program of `sweep` (and of `replicas`) for as many runs, which only
+  their number sizes. The images per second count every run's images. Else one run is data
   parallel over every device.
   """
   if steps < 1 or repeats < 1 or warmup < 0 or seeds < 1:
     raise ValueError(f"need steps >= 1, repeats >= 1, warmup >= 0, seeds >= 1; got {steps}, "
                      f"{repeats}, {warmup}, {seeds}")
-  data_rng, eval_rng, order_rng, *run_rngs = jax.random.split(jax.random.key(config.seed),
-                                                              3 + seeds)
-  layout = parallel.DataParallel() if seeds == 1 else parallel.SeedAxis(seeds, seed_layout)
+  run_configs = [c for _, c in grid_lib.runs(config, "", sweep or {}, list(range(seeds)))]
+  k = len(run_configs)
+  data_rng, eval_rng, order_rng, *run_rngs = jax.random.split(jax.random.key(config.seed), 3 + k)
+  layout = parallel.DataParallel() if k == 1 else parallel.RunAxis(k, seed_layout)
   experiment = experiment_lib.build(config, layout.device_count, make_dataset=lambda c: (
       synthetic_dataset(c, steps, data_rng, eval_rng)))
   model, info = experiment.model, experiment.dataset.info
@@ -144,14 +161,16 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
   init = jax.jit(experiment.initial_state)
   state, train_rng = layout.place([(init(init_rng), train_rng) for init_rng, train_rng in (
       jax.random.split(rng) for rng in run_rngs)])
+  hparams = layout.place([optim.hyperparameters(c, steps_lib.params_dtype(state.params))
+                          for c in run_configs])
   data, eval_data = (layout.share(steps_lib.to_device(split))
                      for split in (experiment.dataset.train, experiment.dataset.test))
   batches = layout.batches([np.asarray(jax.random.permutation(
-      order_rng, steps * batch).reshape(steps, batch))] * seeds)
+      order_rng, steps * batch).reshape(steps, batch))] * k)
 
   with compilation_cache.counting() as cached:
     start = time.perf_counter()
-    compiled = experiment.compiled_steps(layout, state, data, train_rng)[(steps, batch)]
+    compiled = experiment.compiled_steps(layout, state, data, train_rng, hparams)[(steps, batch)]
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     eval_fn = experiment.compiled_evaluation(layout, state, eval_data)
@@ -159,11 +178,11 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
 
   eval_seconds = _time_calls(lambda _, i: eval_fn(state, eval_data), repeats, warmup)
   train_seconds = _time_calls(  # carry: (state, metrics); the state is donated to each call
-      lambda c, i: compiled(c[0], data, batches, train_rng, np.int32(i * steps)), repeats,
+      lambda c, i: compiled(c[0], data, batches, train_rng, hparams, np.int32(i * steps)), repeats,
       warmup, (state, None))
 
   device = jax.devices()[0]
-  images_per_second = seeds * repeats * steps * batch / train_seconds
+  images_per_second = k * repeats * steps * batch / train_seconds
   flops = forward_flops(model, info.image_shape)
   achieved = 3 * flops * images_per_second / 1e12
   peak = peak_tflops(device.device_kind, config.model.dtype)
@@ -177,17 +196,20 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
       "dtype": config.model.dtype,
       "batch_size": batch,
       "seeds": seeds,
-      "seed_layout": seed_layout if seeds > 1 else None,
+      "sweep": {field: list(values) for field, values in (sweep or {}).items()},
+      "runs": k,
+      "seed_layout": seed_layout if k > 1 else None,
       "steps_per_call": steps,
       "warmup_calls": warmup,
       "timed_calls": repeats,
       "compile_seconds": compile_seconds,
       "programs_from_compilation_cache": f"{cached['hits']} of {cached['requests']}",
       "train_images_per_second": images_per_second,
-      "ms_per_step": 1e3 * train_seconds / (repeats * steps),  # a step of every seed
+      "ms_per_step": 1e3 * train_seconds / (repeats * steps),  # a step of every run
+      "train_memory_bytes": memory_bytes(compiled),
       "eval_batch_size": eval_batch,
       "eval_compile_seconds": eval_compile_seconds,
-      "eval_images_per_second": seeds * repeats * eval_batch / eval_seconds,
+      "eval_images_per_second": k * repeats * eval_batch / eval_seconds,
       "forward_flops_per_image": flops,
       "train_flops_per_image": 3 * flops,
       "flops_note": f"{FLOPS_NOTE}; {TRAIN_FLOPS_NOTE}",
@@ -206,7 +228,7 @@ def main(argv):
   where = devices.describe(config.model.dtype, None if FLAGS.seeds == 1 else 1)
   print(f"Benchmarking on {where}.", file=sys.stderr, flush=True)  # stdout: the JSON alone
   results = run(config, FLAGS.steps or config.steps_per_call or 100, FLAGS.repeats, FLAGS.warmup,
-                FLAGS.seeds, FLAGS.seed_layout)
+                FLAGS.seeds, FLAGS.seed_layout, grid_lib.parse(FLAGS.sweep))
   print(json.dumps(results, indent=2, sort_keys=True))
   if FLAGS.out:
     workdir_lib.write_json(FLAGS.out, results)
@@ -221,7 +243,10 @@ if __name__ == "__main__":  # flags defined here only: importing this module def
   flags.DEFINE_integer("warmup", 2, "Untimed calls before the timed ones.")
   flags.DEFINE_integer("seeds", 1, "Runs trained together on one device (as `replicas`); "
                        "images/s count them all.")
-  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How seeds > 1 run together.")
+  flags.DEFINE_multi_string("sweep", [], "field=v1,v2,...: with --seeds, the runs of a sweep "
+                            "(as `sweep`): every grid point with each seed, trained together.")
+  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How several runs run "
+                    "together.")
   flags.DEFINE_string("out", None, "Also write the results to this JSON file (never "
                       "overwritten).")
   flags.mark_flags_as_required(["config"])

@@ -26,29 +26,44 @@ from ltpa_jax import workdir as workdir_lib
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """What a command needs of a config: its model, schedule and optimiser over its dataset."""
+  """What a command needs of a config: its model, schedule and optimiser over its dataset.
+
+  The optimiser and schedule take the run's float hyperparameters (`optim.hyperparameters`, a
+  run's own or the config's), so runs that differ only in them share one compiled program."""
   config: ml_collections.ConfigDict
   dataset: datasets.Dataset
   model: models.VGGAttention
-  schedule: optax.Schedule
-  tx: optax.GradientTransformation
   plan: plan_lib.Plan | None  # where each step falls; None: the dataset's size is unknown
 
+  def schedule(self, hparams=None) -> optax.Schedule:
+    """The learning rate by SGD step, of `hparams` (default: the config's)."""
+    # Unknown sizes: the optimiser state has the same structure for every pass length.
+    return optim.learning_rate_schedule(self.config, self.plan.steps_per_pass if self.plan else 1,
+                                        hparams)
+
+  def optimiser(self, hparams=None) -> optax.GradientTransformation:
+    """SGD with `hparams` (default: the config's); its state's structure is that of any."""
+    hparams = self.config if hparams is None else hparams
+    return optim.sgd(self.schedule(hparams), hparams["momentum"], hparams["weight_decay"])
+
   def initial_state(self, rng) -> steps.TrainState:
-    return steps.initial_state(self.model, self.tx, rng, self.dataset.info.image_shape)
+    return steps.initial_state(self.model, self.optimiser(), rng, self.dataset.info.image_shape)
+
+  def train_steps(self, state, data, batches, rng, hparams, first):
+    """`steps.train_steps` with the optimiser of `hparams`, a run's hyperparameters (traced)."""
+    return steps.train_steps(self.model, self.optimiser(hparams), self.dataset.info, state, data,
+                             batches, rng, first)
 
   @functools.cached_property
   def predict(self):
     """`steps.predictions` of the model, jitted: (state, images) -> (logits, maps)."""
     return jax.jit(functools.partial(steps.predictions, self.model, self.dataset.info))
 
-  def compiled_steps(self, layout, state, data: datasets.Examples,
-                     rng) -> parallel.CompiledSteps:
-    """`steps.train_steps` in `layout` (one run or a seed axis), compiled per call shape on first
-    use, for states, data and keys laid out like these."""
-    return parallel.CompiledSteps(
-        functools.partial(steps.train_steps, self.model, self.tx, self.dataset.info), layout,
-        state, data, rng)
+  def compiled_steps(self, layout, state, data: datasets.Examples, rng,
+                     hparams) -> parallel.CompiledSteps:
+    """`train_steps` in `layout` (one run or a run axis), compiled per call shape on first use,
+    for states, data, keys and hyperparameters laid out like these."""
+    return parallel.CompiledSteps(self.train_steps, layout, state, data, rng, hparams)
 
   def compiled_evaluation(self, layout, state, data: datasets.Examples):
     """`steps.evaluate` in `layout`, in batches of the config's eval_batch_size, compiled for
@@ -91,8 +106,6 @@ def build(config: ml_collections.ConfigDict, num_devices: int = 1,
     dataset = datasets.load(config.dataset, config.data_dir, config.manual_dir,
                             train_examples=config.train_examples, splits=splits)
   plan = plan_lib.for_config(config, dataset.num_train) if dataset.num_train else None
-  # Unknown sizes: the optimiser state has the same structure for every pass length.
-  schedule = optim.learning_rate_schedule(config, plan.steps_per_pass if plan else 1)
   return Experiment(config, dataset, models.create_model(config.model, dataset.info.num_classes),
-                    schedule, optim.sgd(schedule, config.momentum, config.weight_decay), plan)
+                    plan)
 

@@ -1,4 +1,4 @@
-"""How a run's arrays and steps are laid out: data parallel (one seed) or a seed axis (replicas).
+"""How runs' arrays and steps are laid out: data parallel (one run) or a run axis (several).
 
 Data parallelism: one 1-D mesh over every device, replicated state and data, split batches.
 
@@ -13,10 +13,10 @@ Several processes (hosts): each calls `jax.distributed.initialize()` before any 
 spans them all. Every process loads the same data and runs the same program with the same seeds;
 `any_process` keeps their host-side decisions in step.
 
-A seed axis: several runs of one config, one per seed, their states stacked on a leading axis and
-their steps in one program (vmapped over the axis, or one after another; data shared), on one
-device. `DataParallel` and `SeedAxis` give the
-training loop one interface to both.
+A run axis: several runs of one config that differ in their seed and float hyperparameters (seeds
+of `replicas`, the grid of `sweep`), their states, keys and hyperparameters stacked on a leading
+axis and their steps in one program (vmapped over the axis, or one after another; data shared),
+on one device. `DataParallel` and `RunAxis` give the training loop one interface to both.
 """
 
 from __future__ import annotations
@@ -94,14 +94,14 @@ def shard_batches(tree, mesh: Mesh | None):
 
 
 def data_parallel(train_steps, mesh: Mesh | None):
-  """`train_steps(state, data, batches, rng, first)` with each step's batch split over `mesh`.
+  """`train_steps(state, data, batches, *rest)` with each step's batch split over `mesh`.
 
   Only the batch indices are constrained: the gathered images, activations, BatchNorm
   statistics and per-example losses follow them; params and their updates stay replicated.
   """
 
-  def steps(state, data, batches, rng, first):
-    return train_steps(state, data, shard_batches(batches, mesh), rng, first)
+  def steps(state, data, batches, *rest):
+    return train_steps(state, data, shard_batches(batches, mesh), *rest)
 
   return steps
 
@@ -127,7 +127,7 @@ class DataParallel:
     return replicate(tree, self.mesh)
 
   def place(self, trees: Sequence):
-    """Lays out the runs' host-local trees (fresh states, keys)."""
+    """Lays out the runs' host-local trees (fresh states, keys, hyperparameters)."""
     (tree,) = trees
     return self.share(tree)
 
@@ -140,7 +140,7 @@ class DataParallel:
     return [tree]
 
   def steps(self, train_steps: Callable) -> Callable:
-    """`train_steps(state, data, batches, rng, first)` for this layout."""
+    """`train_steps(state, data, batches, rng, hparams, first)` for this layout."""
     return data_parallel(train_steps, self.mesh)
 
   def evaluate(self, evaluate: Callable) -> Callable:
@@ -160,14 +160,15 @@ class DataParallel:
     return [jax.device_get(collection.compute())]
 
 
-# How a seed axis runs its seeds' steps in one program: "vmap" batches them (each convolution
-# becomes one over every seed's weights) | "loop" runs one after another.
+# How a run axis runs its runs' steps in one program: "vmap" batches them (each convolution
+# becomes one over every run's weights) | "loop" runs one after another.
 SEED_LAYOUTS = ("vmap", "loop")
 
 
-class SeedAxis:
-  """`size` runs of one config, stacked on a leading axis, on the default device; `how` (one of
-  SEED_LAYOUTS) runs their steps in one program."""
+class RunAxis:
+  """`size` runs of one config (their seeds and float hyperparameters may differ), stacked on a
+  leading axis, on the default device; `how` (one of SEED_LAYOUTS) runs their steps in one
+  program."""
 
   def __init__(self, size: int, how: str = "vmap"):
     if how not in SEED_LAYOUTS:
@@ -176,7 +177,7 @@ class SeedAxis:
     self.device_count = 1
 
   def _map(self, fn: Callable, in_axes: tuple) -> Callable:
-    """`fn` over the seed axis of the arguments whose `in_axes` is 0 (the others shared)."""
+    """`fn` over the run axis of the arguments whose `in_axes` is 0 (the others shared)."""
     if self.how == "vmap":
       return jax.vmap(fn, in_axes=in_axes)
 
@@ -199,7 +200,7 @@ class SeedAxis:
     return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(self.size)]
 
   def steps(self, train_steps: Callable) -> Callable:
-    return self._map(train_steps, (0, None, 0, 0, None))
+    return self._map(train_steps, (0, None, 0, 0, 0, None))
 
   def evaluate(self, evaluate: Callable) -> Callable:
     return self._map(evaluate, (0, None))
@@ -215,18 +216,20 @@ class SeedAxis:
 
 
 class CompiledSteps(dict):
-  """`train_steps(state, data, batches, rng, first)` in a layout (state donated), AOT-compiled
-  per shape (steps, batch) of one run's `batches`, on first use."""
+  """`train_steps(state, data, batches, rng, hparams, first)` in a layout (state donated),
+  AOT-compiled per shape (steps, batch) of one run's `batches`, on first use."""
 
-  def __init__(self, train_steps: Callable, layout: DataParallel | SeedAxis, state, data, rng):
+  def __init__(self, train_steps: Callable, layout: DataParallel | RunAxis, state, data, rng,
+               hparams):
     super().__init__()
     self._jitted = jax.jit(layout.steps(train_steps), donate_argnums=0)
     self._layout = layout
     self._abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), (state, data, rng))
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        (state, data, rng, hparams))
 
   def __missing__(self, shape):
-    state, data, rng = self._abstract
-    self[shape] = self._jitted.lower(state, data, self._layout.batches_like(shape), rng,
+    state, data, rng, hparams = self._abstract
+    self[shape] = self._jitted.lower(state, data, self._layout.batches_like(shape), rng, hparams,
                                      np.int32(0)).compile()
     return self[shape]

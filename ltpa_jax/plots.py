@@ -216,3 +216,53 @@ def save_adversarial_examples(clean, adversarial, labels, clean_predicted, adver
       if j == 0:
         ax.set_ylabel(f"true: {class_name(int(labels[i]), class_names)}", fontsize=8)
   fig.savefig(path, dpi=100)
+
+
+def save_sweep(grid: Mapping[str, Sequence[float]], errors: Sequence[Sequence[float]], path: str,
+               title: str = ""):
+  """A sweep's test error against its swept fields: a line with ± std bars for one field, a
+  heatmap (mean ± std in each cell) for two, one panel per field for more (each grid point a dot,
+  the mean over the points of each value a line).
+
+  `errors`: for each grid point (in `grid.points` order) the errors of its seeds; a point with
+  none is left blank.
+  """
+  fields = list(grid)
+  shape = tuple(len(values) for values in grid.values())
+  means = np.array([np.mean(e) if len(e) else np.nan for e in errors]).reshape(shape)
+  stds = np.array([np.std(e, ddof=1) if len(e) > 1 else np.nan for e in errors]).reshape(shape)
+  if len(fields) == 2:
+    fig = Figure(figsize=(1.4 * shape[1] + 3, 0.9 * shape[0] + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(means, cmap="viridis_r", aspect="auto")
+    for (i, j), mean in np.ndenumerate(means):
+      if not np.isnan(mean):
+        text = f"{mean:.2f}" + ("" if np.isnan(stds[i, j]) else f"\n± {stds[i, j]:.2f}")
+        ax.text(j, i, text, ha="center", va="center", color="w", fontsize=9)
+    ax.set_xticks(range(shape[1]), [f"{v:g}" for v in grid[fields[1]]])
+    ax.set_yticks(range(shape[0]), [f"{v:g}" for v in grid[fields[0]]])
+    ax.set_xlabel(fields[1])
+    ax.set_ylabel(fields[0])
+    fig.colorbar(image, ax=ax, label="final test top-1 error % (mean over seeds)")
+  else:
+    fig = Figure(figsize=(4.2 * len(fields), 3.4), layout="constrained")
+    for axis, (field, values) in enumerate(grid.items()):
+      ax = fig.add_subplot(1, len(fields), axis + 1)
+      x = np.asarray(values, float)
+      if len(fields) == 1:
+        ax.errorbar(x, means, yerr=np.nan_to_num(stds), marker="o", capsize=3)
+      else:
+        by_value = np.moveaxis(means, axis, 0).reshape(len(values), -1)
+        for column in by_value.T:
+          ax.plot(x, column, "o", color="0.6", markersize=3)
+        ax.plot(x, np.nanmean(by_value, axis=1), "o-", label="mean over the other fields")
+        ax.legend(fontsize=8)
+      if x.min() > 0 and x.max() >= 10 * x.min():
+        ax.set_xscale("log")
+      ax.set_xticks(x, [f"{v:g}" for v in x])
+      ax.xaxis.set_minor_locator(ticker.NullLocator())
+      ax.set_xlabel(field)
+      ax.set_ylabel("final test top-1 error %")
+      ax.grid(alpha=0.3)
+  fig.suptitle(title, fontsize=10)
+  fig.savefig(path, dpi=100)

@@ -1,6 +1,7 @@
 """Markdown table of runs' test errors, mean ± std over seeds per config, beside the reference.
 
     python -m ltpa_jax.report runs/*
+    python -m ltpa_jax.report runs/lr_wd      # a sweep's folder (sweep.json): its own table
 
 Runs are grouped by dataset label and config, less the fields in NOT_CONFIG (a seed or a data
 location does not make another config). The std is the sample std (ddof=1) over the group's
@@ -8,6 +9,9 @@ runs; a group of one run has none. Reduced runs (a narrower model, fewer trainin
 epochs than the reference recipe) get a table of their own. Unfinished runs, results.json files
 that cannot be read and paths that are not runs are skipped, one line each on stderr; a run given
 twice counts once. Without any finished run: one line, `error: ...`, exit status 2.
+
+A sweep's folder (`sweep`, with sweep.json) gets a table of its own, one row per grid point
+(`sweep_markdown`), and its figure, sweep.png (`plots.save_sweep`), remade from its runs' results.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from typing import Any, Mapping, Sequence
 
 from ltpa_jax import default_config
 from ltpa_jax import errors
+from ltpa_jax import grid as grid_lib
+from ltpa_jax import optim
+from ltpa_jax import plots
 from ltpa_jax import results as results_lib
 from ltpa_jax import workdir as workdir_lib
 
@@ -180,6 +187,70 @@ def markdown(runs: Sequence[Mapping[str, Any]]) -> str:
   return "\n".join(lines)
 
 
+SWEEP_TABLE, SWEEP_FIGURE = "sweep.md", "sweep.png"
+
+
+def _sweep_results(workdir: str):
+  """(grid, seeds, [the finished runs' results of each grid point], [unfinished run dirs])."""
+  recorded = grid_lib.read(workdir)
+  if recorded is None:
+    raise errors.UserError(f"No {grid_lib.SWEEP_FILE} in {workdir}: give the workdir of a "
+                               "sweep (python -m ltpa_jax.sweep --workdir ...).")
+  grid, seeds = dict(recorded["sweep"]), recorded["seeds"]
+  per_point, unfinished = [], []
+  for point in grid_lib.points(grid):
+    paths = [grid_lib.run_dir(workdir, point, seed) for seed in seeds]
+    runs, _ = collect(paths)
+    unfinished += [path for path in paths
+                   if not os.path.exists(os.path.join(path, results_lib.RESULTS_FILE))]
+    per_point.append(runs)
+  return grid, seeds, per_point, unfinished
+
+
+def sweep_markdown(workdir: str) -> str:
+  """The table of the sweep in `workdir`: each grid point's final and best test errors, mean ±
+  sample std over its finished seeds; then the runs not finished yet."""
+  grid, seeds, per_point, unfinished = _sweep_results(workdir)
+  first = next((runs[0] for runs in per_point if runs), None)
+  if first is None:
+    raise errors.UserError(f"No run of the sweep in {workdir} has finished yet.")
+  config = first["config"]
+  fixed = ", ".join([first["dataset_label"], model_name(config),
+                     reduction(config) or epochs(config),
+                     *(f"{field} {config[field]:g}" for field in optim.HYPERPARAMETERS
+                       if field not in grid)])
+  lines = [f"## Sweep {workdir}", "",
+           f"{fixed}; seeds {seeds}. "
+           "Test error %, mean ± sample std over seeds. `final`: last epoch. `best`: the epoch of "
+           "lowest test top-1 error, picked on the test set (optimistic).", "",
+           "| " + " | ".join([*grid, "n", "final top-1", "final top-5", "best top-1",
+                              "best top-5"]) + " |",
+           "|---" * (len(grid) + 5) + "|"]
+  for point, runs in zip(grid_lib.points(grid), per_point):
+    column = lambda part, key: format_mean_std([r[part][key] for r in runs]) if runs else "-"
+    lines.append("| " + " | ".join([
+        *(f"{value:g}" for value in point.values()), str(len(runs)),
+        column("final", "test_top1_error"), column("final", "test_top5_error"),
+        column("best_on_test", "test_top1_error"), column("best_on_test", "test_top5_error"),
+    ]) + " |")
+  if unfinished:
+    lines += ["", f"Not finished ({len(unfinished)}): " + ", ".join(unfinished)]
+  return "\n".join(lines)
+
+
+def write_sweep(workdir: str) -> str:
+  """`sweep_markdown`, also written to workdir/sweep.md, and workdir/sweep.png; both made anew
+  from the runs' results. Returns the table and where they went."""
+  table = sweep_markdown(workdir)
+  grid, _, per_point, _ = _sweep_results(workdir)
+  errors = [[r["final"]["test_top1_error"] for r in runs] for runs in per_point]
+  with open(os.path.join(workdir, SWEEP_TABLE), "w") as f:
+    f.write(table + "\n")
+  figure = os.path.join(workdir, SWEEP_FIGURE)
+  plots.save_sweep(grid, errors, figure, title=f"{workdir}: final test top-1 error %")
+  return f"{table}\n\nWritten to {os.path.join(workdir, SWEEP_TABLE)} and {figure}."
+
+
 def collect(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:
   """The results of the finished runs among `paths` (workdirs or results.json files), each run
   once, and one line per path skipped, saying why."""
@@ -216,7 +287,16 @@ def main(argv: Sequence[str] | None = None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("run_dirs", nargs="+", help="run workdirs (or their results.json)")
   args = parser.parse_args(argv)
-  runs, skipped = collect(args.run_dirs)
+  sweeps = [path for path in args.run_dirs if grid_lib.read(path) is not None]
+  for path in sweeps:
+    try:
+      print(write_sweep(path))
+    except errors.UserError as error:
+      print(f"error: {error}", file=sys.stderr)
+      sys.exit(2)
+  if sweeps and len(sweeps) == len(args.run_dirs):
+    return
+  runs, skipped = collect([path for path in args.run_dirs if path not in sweeps])
   if not runs:
     print("error: None of the given paths holds a finished run (a workdir with results.json). "
           + " ".join(skipped), file=sys.stderr)

@@ -4,8 +4,9 @@
 derived from the step (`plan.Plan`); at each epoch's last step it evaluates, records
 (`recorder`) and saves a checkpoint. A stop (SIGTERM, Ctrl-C) saves at the end of the current
 call and returns; a run resumes from its workdir's latest checkpoint. Alone, a run is data
-parallel over every device of every process (`parallel.DataParallel`); several seeds train
-together on a seed axis (`parallel.SeedAxis`), each with a workdir of its own.
+parallel over every device of every process (`parallel.DataParallel`); several runs (seeds, and
+a sweep's grid of float hyperparameters, `grid`) train together on a run axis
+(`parallel.RunAxis`), each with a workdir of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from ltpa_jax import datasets
 from ltpa_jax import devices
 from ltpa_jax import errors
 from ltpa_jax import experiment as experiment_lib
+from ltpa_jax import grid as grid_lib
+from ltpa_jax import memory
+from ltpa_jax import optim
 from ltpa_jax import parallel
 from ltpa_jax import plan as plan_lib
 from ltpa_jax import plots
@@ -41,8 +45,7 @@ from ltpa_jax import workdir as workdir_lib
 from ltpa_jax import workdir_lock
 
 say = recorder_lib.say
-REPLICAS_NOTE = ("trained together with seeds {seeds}; images_per_second counts the images of "
-                 "all {k} replicas")
+RUNS_NOTE = "trained together with {what}; images_per_second counts the images of all {k} runs"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -57,23 +60,32 @@ def fixed_examples(examples: datasets.Examples, count: int):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        seeds: Sequence[int] | None = None, seed_layout: str = "vmap",
-                       resume_command: str | None = None) -> dict | list[dict] | None:
-  """Trains `config` in `workdir` (with `seeds`, each in workdir/seed_<s>, together as
-  `seed_layout` says: `parallel.SEED_LAYOUTS`), resuming from the latest checkpoint; returns
-  results.json (a list of them, with seeds).
+                       resume_command: str | None = None,
+                       sweep: grid_lib.Grid | None = None) -> dict | list[dict] | None:
+  """Trains `config` in `workdir`, resuming from the latest checkpoint; returns results.json.
 
-  SIGTERM or Ctrl-C saves a checkpoint and returns None, naming `resume_command` if given.
-  Each run's workdir is held (`workdir_lock`) from before anything is written there to the end.
+  With `seeds` or a `sweep` ({field: values} of `optim.HYPERPARAMETERS`; seeds default to the
+  config's), trains every run of the grid with every seed together, as `seed_layout` says
+  (`parallel.SEED_LAYOUTS`), each in workdir/<grid point>/seed_<s> (`grid.runs`); returns a list
+  of results. SIGTERM or Ctrl-C saves a checkpoint and returns None, naming `resume_command` if
+  given. Each run's workdir is held (`workdir_lock`) from before anything is written there to
+  the end.
   """
   run_start = time.perf_counter()
-  layout = parallel.DataParallel() if seeds is None else parallel.SeedAxis(len(seeds), seed_layout)
-  config_validation.validate(config, layout.device_count)  # before the workdir is touched
+  alone = seeds is None and sweep is None
+  seeds = [config.seed] if seeds is None else seeds
+  runs = [(workdir, config)] if alone else grid_lib.runs(config, workdir, sweep or {}, seeds)
+  layout = parallel.DataParallel() if alone else parallel.RunAxis(len(runs), seed_layout)
+  for _, run_config in runs:  # before the workdir is touched
+    config_validation.validate(run_config, layout.device_count)
   with contextlib.ExitStack() as stack:
-    runs = _claim(_run_configs(config, workdir, seeds), stack)
+    runs = _claim(runs, stack)
     finished = _finished(workdir, runs)
     if finished is not None:
-      return finished[0] if seeds is None else finished
+      return finished[0] if alone else finished
     experiment = experiment_lib.build(config, layout.device_count)
+    if not alone:
+      memory.check_fits(experiment, len(runs))
     stop = stack.enter_context(stopping.StopSignals(announce=parallel.is_primary()))
     trainer = Trainer(experiment, layout, runs, stack)
     step, state, epoch_metrics = trainer.start(workdir)
@@ -85,9 +97,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if step < trainer.plan.total_steps and parallel.any_process(stop.requested is not None):
         return trainer.stop(step, state, epoch_metrics, epoch_end, stop.requested,
                             resume_command)
-    finished = trainer.finish(state, run_start, None if seeds is None else REPLICAS_NOTE.format(
-        seeds=list(seeds), k=len(seeds)))
-  return finished[0] if seeds is None else finished
+    finished = trainer.finish(state, run_start, None if alone else RUNS_NOTE.format(
+        what=grid_lib.describe(sweep or {}, sorted({c.seed for _, c in runs})), k=len(runs)))
+  return finished[0] if alone else finished
 
 
 class Trainer:
@@ -107,6 +119,13 @@ class Trainer:
     self.initial = [init(init_rng) for init_rng, _ in keys]
     self.train_rngs = [train_rng for _, train_rng in keys]  # host-local: pass keys derive from
     self.placed_rngs = layout.place(self.train_rngs)  # laid out like the state, for checkpoints
+    dtype = steps.params_dtype(self.initial[0].params)
+    self.hparams = [optim.hyperparameters(run_config, dtype) for _, run_config in runs]
+    self.placed_hparams = layout.place(self.hparams)
+    # How each run is named on its lines: its path among the runs, e.g. "seed_3" (alone: "").
+    paths = [path for path, _ in runs]
+    self.labels = ([os.path.relpath(path, os.path.commonpath(paths)) for path in paths]
+                   if len(runs) > 1 else [""])
     self.probes = {split: fixed_examples(getattr(dataset, split), config.attention_images)
                    for split in datasets.SPLITS}
     self.ckpts = [stack.enter_context(checkpoints.CheckpointManager(
@@ -123,11 +142,11 @@ class Trainer:
     params = self.initial[0].params
     logging.info("Parameters:\n%s", parameter_overview.get_parameter_overview(
         params, include_stats=False))
-    seeds = [run_config.seed for _, run_config in self.runs]
     where = devices.describe(self.experiment.config.model.dtype, self.layout.device_count)
     say(f"Training on {where}: {self.experiment.dataset.label}, {self.plan.num_examples} "
         f"training images; model: {parameter_overview.count_parameters(params):,} parameters"
-        + (f"; seeds {seeds} trained together." if len(self.runs) > 1 else "."))
+        + (f"; {len(self.runs)} runs trained together: {', '.join(self.labels)}."
+           if len(self.runs) > 1 else "."))
     state, epoch_metrics = self.layout.place(self.initial), self.fresh_metrics()
     step = _latest_common_step(self.ckpts)
     if step:
@@ -140,8 +159,8 @@ class Trainer:
     self._say_unsaved_epochs(step)
     self.recorders = [self._stack.enter_context(contextlib.closing(recorder_lib.Recorder(
         path, run_config, recorder_lib.read_history(path, step // self.plan.steps_per_epoch),
-        prefix=f"seed {run_config.seed} " if len(self.runs) > 1 else "")))
-                      for path, run_config in self.runs]
+        prefix=f"{label} " if label else "")))
+                      for (path, run_config), label in zip(self.runs, self.labels)]
     self._compile(state)
     return step, state, epoch_metrics
 
@@ -162,7 +181,7 @@ class Trainer:
     start, experiment = time.perf_counter(), self.experiment
     with compilation_cache.counting() as counts:
       self.compiled = experiment.compiled_steps(self.layout, state, self.train_data,
-                                                self.placed_rngs)
+                                                self.placed_rngs, self.placed_hparams)
       for shape in self.plan.call_shapes():
         self.compiled[shape]  # pylint: disable=pointless-statement
       self.evaluate = experiment.compiled_evaluation(self.layout, state, self.test_data)
@@ -186,7 +205,8 @@ class Trainer:
             for full, rest in orders]
     start = time.perf_counter()
     state, call_metrics, losses = self.compiled[rows[0].shape](
-        state, self.train_data, layout.batches(rows), step_rngs, np.int32(first))
+        state, self.train_data, layout.batches(rows), step_rngs, self.placed_hparams,
+        np.int32(first))
     self._check_finite(stopping.wait(losses), step)
     if not self._timed:  # the first call measures the steps
       self._timed = True
@@ -214,7 +234,7 @@ class Trainer:
     return orders, self.layout.place([step_rng for _, step_rng in keys])
 
   def _check_finite(self, losses, step: int):
-    """Raises NonFiniteLossError naming the first step (and seed) whose loss is not finite."""
+    """Raises NonFiniteLossError naming the first step (and run) whose loss is not finite."""
     finite = np.isfinite(np.asarray(losses)).reshape(len(self.runs), -1)
     if finite.all():
       return
@@ -222,9 +242,9 @@ class Trainer:
     bad = step + int(offset)
     epoch, in_epoch = divmod(bad, self.plan.steps_per_epoch)
     pass_in_epoch, step_in_pass = divmod(in_epoch, self.plan.steps_per_pass)
-    seed = f" of seed {self.runs[run][1].seed}" if len(self.runs) > 1 else ""
+    label = f" of {self.labels[run]}" if self.labels[run] else ""
     raise NonFiniteLossError(
-        f"The training loss{seed} is not finite at step {bad} (epoch {epoch + 1}, step "
+        f"The training loss{label} is not finite at step {bad} (epoch {epoch + 1}, step "
         f"{step_in_pass} of pass {pass_in_epoch + 1}). Stopped without saving: the checkpoints "
         f"in {self.ckpts[run].directory} hold the last good state. Lower config.learning_rate or "
         "check the data.")
@@ -251,10 +271,10 @@ class Trainer:
             if not (plan_lib.is_time(epoch, config.eval_every_epochs) or epoch == config.num_epochs)
             else self.layout.compute(self.evaluate(state, self.test_data)))
     summaries = []
-    for train, test_run in zip(self.layout.compute(epoch_metrics), test):
+    for train, test_run, hparams in zip(self.layout.compute(epoch_metrics), test, self.hparams):
       summary = {"epoch": epoch, "train_loss": float(train["loss"]),
                  "train_error": 100 * (1 - float(train["accuracy"])),
-                 "learning_rate": float(self.experiment.schedule(step - 1)),
+                 "learning_rate": float(self.experiment.schedule(hparams)(step - 1)),
                  "images_per_second": self.progress.trained / seconds, "epoch_seconds": seconds}
       if test_run is not None:
         summary.update(test_loss=float(test_run["loss"]),
@@ -302,21 +322,6 @@ class Trainer:
           recorder.elapsed_before + time.perf_counter() - run_start,
           self.experiment.dataset, self.probes, predicted, note))
     return run_results
-
-
-def _run_configs(config, workdir: str, seeds: Sequence[int] | None):
-  """[(workdir, config)] of each run: the run, or with `seeds` workdir/seed_<s> with that seed."""
-  if seeds is None:
-    return [(workdir, config)]
-  if not seeds or len(set(seeds)) < len(seeds) or min(seeds) < 0:
-    raise errors.UserError(f"seeds must be distinct non-negative ints, at least one; got "
-                           f"{list(seeds)}")
-  runs = []
-  for seed in seeds:
-    run_config = config.copy_and_resolve_references()
-    run_config.seed = seed
-    runs.append((os.path.join(workdir, f"seed_{seed}"), run_config))
-  return runs
 
 
 def _claim(runs, stack: contextlib.ExitStack):
@@ -369,7 +374,7 @@ def _finished(workdir: str, runs) -> list[dict] | None:
     resume = "; ".join(
         f"python -m ltpa_jax --config {shlex.quote(os.path.join(path, workdir_lib.CONFIG_FILE))} "
         f"--workdir {shlex.quote(path)}" for (path, _), done in zip(runs, finished) if not done)
-    raise errors.UserError(f"Some seeds in {workdir} finished, others did not: resume each "
+    raise errors.UserError(f"Some runs in {workdir} finished, others did not: resume each "
                            f"unfinished one alone ({resume}), or use a new workdir.")
   say(f"{workdir} holds a finished run; returning its results.")
   return [results.read(path) for path, _ in runs]

@@ -56,11 +56,13 @@ def test_peak_tflops_table():
   assert benchmark.peak_tflops("TPU v4", "float32") is None
 
 
-def test_cli_writes_a_complete_report(tmp_path):
+def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path):
+  """Two runs of a sweep (learning rates 0.05 and 0.1) trained together."""
   out = tmp_path / "bench.json"
   command = [sys.executable, "-m", "ltpa_jax.benchmark", "--config", "configs/tiny.py",
              "--config.batch_size=8", "--config.eval_batch_size=16", "--steps", "1",
-             "--repeats", "1", "--warmup", "0", f"--out={out}"]
+             "--repeats", "1", "--warmup", "0", "--sweep", "learning_rate=0.05,0.1",
+             f"--out={out}"]
   # Under test: the report's fields, not its numbers. Non-partitionable threefry compiles the
   # random init 3x faster on XLA:CPU.
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_THREEFRY_PARTITIONABLE="0",
@@ -75,12 +77,16 @@ def test_cli_writes_a_complete_report(tmp_path):
   assert set(report["versions"]) == {"jax", "jaxlib", "flax", "optax"}
   assert report["dtype"] == "float32" and report["config"]["model"]["width_multiplier"] == 1 / 16
   assert (report["batch_size"], report["steps_per_call"], report["eval_batch_size"]) == (8, 1, 16)
+  assert (report["runs"], report["seeds"], report["seed_layout"]) == (2, 1, "vmap")
+  assert report["sweep"] == {"learning_rate": [0.05, 0.1]}
+  memory = report["train_memory_bytes"]  # the params and momentum of both runs, at least
+  assert memory["argument"] > 2 * 2 * 4 * 80_000 and memory["peak_estimate"] > memory["argument"]
   for key in ("compile_seconds", "eval_compile_seconds", "train_images_per_second", "ms_per_step",
               "eval_images_per_second", "train_tflops_per_second"):
     assert isinstance(report[key], float) and report[key] > 0, key
   # Python floats derived from the same timing: approx's default rel 1e-6 only absorbs the
   # float64 rounding of the division.
-  assert report["ms_per_step"] == pytest.approx(1e3 * 8 / report["train_images_per_second"])
+  assert report["ms_per_step"] == pytest.approx(2e3 * 8 / report["train_images_per_second"])
   tiny_flops = report["forward_flops_per_image"]
   assert isinstance(tiny_flops, int) and 0 < tiny_flops < TRUNK_FLOPS / 100
   assert report["train_flops_per_image"] == 3 * tiny_flops

@@ -52,8 +52,8 @@ def test_build_takes_the_model_schedule_and_sizes_from_the_config_and_dataset():
   built = experiment.build(config, make_dataset=lambda c: fake)
   assert built.plan.steps_per_pass == 4  # 3 full batches and the remainder
   assert built.model.num_classes == 10 and built.model.width_multiplier == 1 / 16
-  assert float(built.schedule(7)) == pytest.approx(0.1)  # boundary: epoch 1 = 2 passes = 8 steps
-  assert float(built.schedule(8)) == pytest.approx(0.01)
+  assert float(built.schedule()(7)) == pytest.approx(0.1)  # boundary: epoch 1 = 2 passes = 8 steps
+  assert float(built.schedule()(8)) == pytest.approx(0.01)
   checkpoint = built.abstract_checkpoint()
   assert checkpoint["state"].params["classifier"]["kernel"].shape == (3 * 32, 10)
 

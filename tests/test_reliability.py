@@ -225,8 +225,8 @@ def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint
     fake_dataset, tmp_path, monkeypatch):
   """Epoch 1 trains normally; from epoch 2 the learning rate is absurd (1e30)."""
   schedule = optim.learning_rate_schedule
-  monkeypatch.setattr(optim, "learning_rate_schedule", lambda config, steps_per_pass: (
-      lambda step: jax.numpy.where(step < 3, schedule(config, steps_per_pass)(step), 1e30)))
+  monkeypatch.setattr(optim, "learning_rate_schedule", lambda *args: (
+      lambda step: jax.numpy.where(step < 3, schedule(*args)(step), 1e30)))
   with pytest.raises(train.NonFiniteLossError, match=r"at step \d+ \(epoch 2, step \d of pass 1\)"
                      r".*last good state"):
     train.train_and_evaluate(fake_dataset, str(tmp_path))

@@ -105,7 +105,7 @@ def test_refuses_bad_seeds_and_half_finished_replicas(config, tmp_path):
   finished.seed = 2
   workdir_lib.check_same_config(str(tmp_path / "runs" / "seed_2"), finished)
   (tmp_path / "runs" / "seed_2" / "results.json").write_text("{}")
-  with pytest.raises(errors.UserError, match="Some seeds in .* finished") as refused:
+  with pytest.raises(errors.UserError, match="Some runs in .* finished") as refused:
     train.train_and_evaluate(config, str(tmp_path / "runs"), seeds=[2, 5])
   unfinished = tmp_path / "runs" / "seed_5"
   assert str(refused.value).endswith(

@@ -1,0 +1,78 @@
+"""A hyperparameter sweep trained in one program: a grid of float hyperparameters x seeds.
+
+    python -m ltpa_jax.sweep --config configs/vgg19_att.py --workdir runs/lr_wd \
+        --sweep learning_rate=0.05,0.1,0.2 --sweep weight_decay=1e-4,5e-4 --seeds 0,1
+
+Every run of the grid (here 3 x 2 points x 2 seeds = 12) trains together in one compiled
+program, on one device (`parallel.RunAxis`): the fields that can vary (`optim.HYPERPARAMETERS`:
+learning_rate, weight_decay, momentum, lr_decay) are values the step takes, not constants of the
+program. Any other field given to --sweep is refused with one line naming the fields that can
+vary (train other values as runs of their own, e.g. with `table`). Run (point, seed) lives in
+workdir/<point>/seed_<s>/, e.g. runs/lr_wd/learning_rate=0.05,weight_decay=0.0001/seed_0/, an
+ordinary run whose config.json records its own values (`report`, `visualize`, `robustness` and
+`python -m ltpa_jax --config <run>/config.json --workdir <run>` treat it like any other).
+
+A stop saves every run; the same command resumes them, and reprints a finished sweep without
+training. At the end it prints the sweep's table (`report.sweep_markdown`: each grid point's
+final and best test errors, mean ± std over seeds), writes it to workdir/sweep.md and plots
+workdir/sweep.png (`plots.sweep`). Runs past what the device's memory holds are refused before
+compiling, naming the largest count that fits (`memory`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Sequence
+
+from absl import app
+from absl import flags
+
+from ltpa_jax import cli
+from ltpa_jax import grid as grid_lib
+from ltpa_jax import parallel
+from ltpa_jax import report
+from ltpa_jax import train
+
+
+def train_sweep(config, workdir: str, sweep: grid_lib.Grid, seeds: Sequence[int],
+                seed_layout: str = "vmap", resume_command: str | None = None) -> str | None:
+  """Trains every run of the sweep together; returns its table (`report.sweep_markdown`), also
+  in workdir/sweep.md, with workdir/sweep.png; None after a stop."""
+  grid_lib.check(sweep)
+  grid_lib.runs(config, workdir, sweep, seeds)  # checks the seeds before the workdir is touched
+  grid_lib.record(workdir, sweep, seeds)
+  if train.train_and_evaluate(config, workdir, seeds=seeds, seed_layout=seed_layout,
+                              resume_command=resume_command, sweep=sweep) is None:
+    return None
+  return report.write_sweep(workdir)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = FLAGS.config
+  seeds = cli.int_list(FLAGS["seeds"]) if FLAGS.seeds else [config.seed]
+  resume = shlex.join([sys.executable, "-m", "ltpa_jax.sweep", *sys.argv[1:]])
+  table = train_sweep(config, FLAGS.workdir, grid_lib.parse(FLAGS.sweep), seeds,
+                      FLAGS.seed_layout, resume)
+  if table is not None:
+    print(f"\n{table}")
+
+
+if __name__ == "__main__":  # flags defined here only: importing this module defines none
+  FLAGS = flags.FLAGS
+  cli.define_config_flag()
+  flags.DEFINE_multi_string(
+      "sweep", None, f"field=v1,v2,...: values of one field, repeated for each swept field; the "
+      f"grid is every combination. Only {grid_lib.VARYING} can vary in one program: any other "
+      "field is refused (train its values as runs of their own, e.g. with ltpa_jax.table).")
+  flags.DEFINE_list("seeds", None, "Comma-separated seeds, each grid point trained with each "
+                    "(default: the config's seed).")
+  flags.DEFINE_string("workdir", None, "Directory of the sweep: <grid point>/seed_<s>/ each run, "
+                      "sweep.json, sweep.md, sweep.png.")
+  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How the runs' steps run in "
+                    "one program: vmapped (batched convolutions) or one after another. The same "
+                    "maths; a sweep may resume in the other layout.")
+  flags.mark_flags_as_required(["config", "sweep", "workdir"])
+  cli.run(main)

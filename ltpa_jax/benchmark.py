@@ -1,6 +1,6 @@
 """Training and evaluation speed of a config on synthetic data, with FLOP utilisation.
 
-    python -m ltpa_jax.benchmark --config configs/vgg19_att.py --config.model.dtype=bfloat16 \
+    python -m ltpa_jax.benchmark --config configs/vgg19_att.py --config.model.dtype=bfloat16 \\
         --steps 100 --out bench.json
 
 Compiles `steps.train_steps` for one call of `--steps` steps (AOT; the compile time is reported

@@ -1,6 +1,6 @@
 """Evaluates a PyTorch checkpoint of the reference models on a dataset's test split, in JAX.
 
-    python -m ltpa_jax.evaluate_torch --checkpoint model.pth --config configs/vgg19_att.py \
+    python -m ltpa_jax.evaluate_torch --checkpoint model.pth --config configs/vgg19_att.py \\
         --config.data_dir=../shared/tensorflow_datasets
 
 The checkpoint is a state_dict in the reference or the SaoYan naming (see `torch_interop`), or a

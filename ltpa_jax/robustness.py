@@ -1,6 +1,6 @@
 """Robustness of trained runs to the fast gradient sign method (FGSM): test error against eps.
 
-    python -m ltpa_jax.robustness --workdir runs/vgg19 --workdir runs/vgg19_att \
+    python -m ltpa_jax.robustness --workdir runs/vgg19 --workdir runs/vgg19_att \\
         --epsilons 0,1,2,4,8 --out robustness.png
 
 Under each run's latest checkpoint, every test image x (pixel units, 0-255, before

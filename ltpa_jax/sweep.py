@@ -1,6 +1,6 @@
 """A hyperparameter sweep trained in one program: a grid of float hyperparameters x seeds.
 
-    python -m ltpa_jax.sweep --config configs/vgg19_att.py --workdir runs/lr_wd \
+    python -m ltpa_jax.sweep --config configs/vgg19_att.py --workdir runs/lr_wd \\
         --sweep learning_rate=0.05,0.1,0.2 --sweep weight_decay=1e-4,5e-4 --seeds 0,1
 
 Every run of the grid (here 3 x 2 points x 2 seeds = 12) trains together in one compiled

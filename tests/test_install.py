@@ -33,6 +33,7 @@ HELP = {
     "ltpa_jax.replicas": "--seeds",
     "ltpa_jax.report": "run_dirs",
     "ltpa_jax.robustness": "--test_images",
+    "ltpa_jax.sweep": "--sweep",
     "ltpa_jax.table": "--seed_layout",
     "ltpa_jax.visualize": "--indices",
 }

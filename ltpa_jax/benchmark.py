@@ -154,6 +154,8 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
   k = len(run_configs)
   data_rng, eval_rng, order_rng, *run_rngs = jax.random.split(jax.random.key(config.seed), 3 + k)
   layout = parallel.DataParallel() if k == 1 else parallel.RunAxis(k, seed_layout)
+  print(f"Benchmarking on {devices.describe(config.model.dtype, layout.device_count)}.",
+        file=sys.stderr, flush=True)  # stdout: the JSON alone
   experiment = experiment_lib.build(config, layout.device_count, make_dataset=lambda c: (
       synthetic_dataset(c, steps, data_rng, eval_rng)))
   model, info = experiment.model, experiment.dataset.info
@@ -225,8 +227,6 @@ def main(argv):
   if FLAGS.out and os.path.exists(FLAGS.out):
     raise app.UsageError(f"--out {FLAGS.out} exists; not overwriting it. Choose another path.")
   config = FLAGS.config
-  where = devices.describe(config.model.dtype, None if FLAGS.seeds == 1 else 1)
-  print(f"Benchmarking on {where}.", file=sys.stderr, flush=True)  # stdout: the JSON alone
   results = run(config, FLAGS.steps or config.steps_per_call or 100, FLAGS.repeats, FLAGS.warmup,
                 FLAGS.seeds, FLAGS.seed_layout, grid_lib.parse(FLAGS.sweep))
   print(json.dumps(results, indent=2, sort_keys=True))

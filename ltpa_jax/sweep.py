@@ -39,8 +39,7 @@ def train_sweep(config, workdir: str, sweep: grid_lib.Grid, seeds: Sequence[int]
                 seed_layout: str = "vmap", resume_command: str | None = None) -> str | None:
   """Trains every run of the sweep together; returns its table (`report.sweep_markdown`), also
   in workdir/sweep.md, with workdir/sweep.png; None after a stop."""
-  grid_lib.check(sweep)
-  grid_lib.runs(config, workdir, sweep, seeds)  # checks the seeds before the workdir is touched
+  grid_lib.runs(config, workdir, sweep, seeds)  # checks grid and seeds before workdir is touched
   grid_lib.record(workdir, sweep, seeds)
   if train.train_and_evaluate(config, workdir, seeds=seeds, seed_layout=seed_layout,
                               resume_command=resume_command, sweep=sweep) is None:

@@ -102,7 +102,9 @@ def export_pth(workdir: str, path: str) -> None:
   the run's recorded config.json, in a child process (the run's JAX memory is its own)."""
   code = (
       "import sys\n"
-      "from ltpa_jax import experiment as experiment_lib, torch_interop, workdir\n"
+      "from ltpa_jax.model import torch_interop\n"
+      "from ltpa_jax.rundir import workdir\n"
+      "from ltpa_jax.training import experiment as experiment_lib\n"
       "config = workdir.read_run_config(sys.argv[1])\n"
       "experiment = experiment_lib.build(config, splits=())\n"
       "state, _ = experiment.restore_state(sys.argv[1])\n"

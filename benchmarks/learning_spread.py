@@ -29,8 +29,8 @@ SHARED = ROOT.parent / "shared"
 import jax  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from ltpa_jax import tfds_builders  # pylint: disable=wrong-import-position
-from ltpa_jax import train  # pylint: disable=wrong-import-position
+from ltpa_jax.data import tfds_builders  # pylint: disable=wrong-import-position
+from ltpa_jax.training import loop as train  # pylint: disable=wrong-import-position
 from tests import test_fashion_mnist_training  # pylint: disable=wrong-import-position
 from tests import test_train  # pylint: disable=wrong-import-position
 

@@ -14,7 +14,7 @@ from absl import flags
 import jax
 
 from ltpa_jax import cli
-from ltpa_jax import train
+from ltpa_jax.training import loop as train
 
 # Flags are defined in this module only, which no other module imports (absl refuses a flag
 # defined twice).

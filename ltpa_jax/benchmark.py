@@ -28,16 +28,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltpa_jax import cli
-from ltpa_jax import compilation_cache
-from ltpa_jax import datasets
-from ltpa_jax import devices
-from ltpa_jax import experiment as experiment_lib
-from ltpa_jax import grid as grid_lib
-from ltpa_jax import models
-from ltpa_jax import optim
-from ltpa_jax import parallel
-from ltpa_jax import steps as steps_lib
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.base import compilation_cache
+from ltpa_jax.data import datasets
+from ltpa_jax.base import devices
+from ltpa_jax.training import experiment as experiment_lib
+from ltpa_jax.training import grid as grid_lib
+from ltpa_jax.model import models
+from ltpa_jax.core import optim
+from ltpa_jax.core import parallel
+from ltpa_jax.core import steps as steps_lib
+from ltpa_jax.rundir import workdir as workdir_lib
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax")
 TRAIN_FLOPS_NOTE = ("training counted as 3x the forward FLOPs (backward: gradients of the "

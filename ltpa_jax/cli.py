@@ -17,10 +17,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from ltpa_jax import compilation_cache
-from ltpa_jax import default_config
-from ltpa_jax import errors
-from ltpa_jax import workdir
+from ltpa_jax.base import compilation_cache
+from ltpa_jax.config import defaults as default_config
+from ltpa_jax.base import errors
+from ltpa_jax.rundir import workdir
 
 flags.disclaim_key_flags()  # the flags defined here belong to the command, in its --help
 

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import ml_collections
 
 from ltpa_jax import cli
-from ltpa_jax import devices
-from ltpa_jax import experiment as experiment_lib
-from ltpa_jax import steps
-from ltpa_jax import torch_interop
+from ltpa_jax.base import devices
+from ltpa_jax.training import experiment as experiment_lib
+from ltpa_jax.core import steps
+from ltpa_jax.model import torch_interop
 
 _CONFIG = cli.define_config_flag()
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "PyTorch checkpoint (.pth).")

@@ -16,8 +16,8 @@ from absl import app
 from absl import flags
 
 from ltpa_jax import cli
-from ltpa_jax import parallel
-from ltpa_jax import train
+from ltpa_jax.core import parallel
+from ltpa_jax.training import loop as train
 
 FLAGS = flags.FLAGS
 

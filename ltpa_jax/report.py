@@ -24,13 +24,13 @@ import os
 import sys
 from typing import Any, Mapping, Sequence
 
-from ltpa_jax import default_config
-from ltpa_jax import errors
-from ltpa_jax import grid as grid_lib
-from ltpa_jax import optim
-from ltpa_jax import plots
-from ltpa_jax import results as results_lib
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.config import defaults as default_config
+from ltpa_jax.base import errors
+from ltpa_jax.training import grid as grid_lib
+from ltpa_jax.core import optim
+from ltpa_jax.rundir import plots
+from ltpa_jax.rundir import results as results_lib
+from ltpa_jax.rundir import workdir as workdir_lib
 
 NOT_CONFIG = ("seed", "data_dir", "manual_dir")
 # Config fields named in the model and recipe columns, not repeated among the differences.

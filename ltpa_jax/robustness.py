@@ -28,17 +28,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltpa_jax import checkpoints
+from ltpa_jax.rundir import checkpoints
 from ltpa_jax import cli
-from ltpa_jax import config_validation
-from ltpa_jax import datasets
-from ltpa_jax import devices
-from ltpa_jax import errors
-from ltpa_jax import experiment as experiment_lib
-from ltpa_jax import plots
-from ltpa_jax import steps
-from ltpa_jax import workdir as workdir_lib
-from ltpa_jax import workdir_lock
+from ltpa_jax.config import validation as config_validation
+from ltpa_jax.data import datasets
+from ltpa_jax.base import devices
+from ltpa_jax.base import errors
+from ltpa_jax.training import experiment as experiment_lib
+from ltpa_jax.rundir import plots
+from ltpa_jax.core import steps
+from ltpa_jax.rundir import workdir as workdir_lib
+from ltpa_jax.rundir import workdir_lock
 
 RESULT_FILE = "robustness.json"
 EXAMPLES_FILE = "fgsm_examples.png"

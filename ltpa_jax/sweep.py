@@ -29,10 +29,10 @@ from absl import app
 from absl import flags
 
 from ltpa_jax import cli
-from ltpa_jax import grid as grid_lib
-from ltpa_jax import parallel
+from ltpa_jax.training import grid as grid_lib
+from ltpa_jax.core import parallel
 from ltpa_jax import report
-from ltpa_jax import train
+from ltpa_jax.training import loop as train
 
 
 def train_sweep(config, workdir: str, sweep: grid_lib.Grid, seeds: Sequence[int],

@@ -25,14 +25,14 @@ import ml_collections
 from ml_collections import config_flags
 
 from ltpa_jax import cli
-from ltpa_jax import config_validation
-from ltpa_jax import datasets
-from ltpa_jax import default_config
-from ltpa_jax import errors
-from ltpa_jax import parallel
+from ltpa_jax.config import validation as config_validation
+from ltpa_jax.data import datasets
+from ltpa_jax.config import defaults as default_config
+from ltpa_jax.base import errors
+from ltpa_jax.core import parallel
 from ltpa_jax import report
-from ltpa_jax import train
-from ltpa_jax import workdir_lock
+from ltpa_jax.training import loop as train
+from ltpa_jax.rundir import workdir_lock
 
 TABLE_FILE = "table.md"
 CONFIGS = ("vgg19", "vgg19_att")  # configs/vgg19.py, configs/vgg19_att.py, from any folder

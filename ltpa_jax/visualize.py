@@ -13,12 +13,12 @@ import jax
 import numpy as np
 
 from ltpa_jax import cli
-from ltpa_jax import errors
-from ltpa_jax import experiment as experiment_lib
-from ltpa_jax import image_files
-from ltpa_jax import input_pipeline
-from ltpa_jax import plots
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.base import errors
+from ltpa_jax.training import experiment as experiment_lib
+from ltpa_jax.data import image_files
+from ltpa_jax.data import input_pipeline
+from ltpa_jax.rundir import plots
+from ltpa_jax.rundir import workdir as workdir_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir (holds config.json, checkpoints).")
 _OUT = flags.DEFINE_string("out", "attention.png", "Image file to write (.png, .pdf, ...).")

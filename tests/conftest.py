@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tensorflow_datasets.core.download import checksums
 
-from ltpa_jax import tfds_builders
+from ltpa_jax.data import tfds_builders
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 # Persistent compilation cache options, as environment variables (read by every subprocess's JAX).
@@ -60,7 +60,7 @@ def learned_fashion_mnist_run(fashion_mnist_data_dir, tmp_path_factory):
   """(workdir, results) of a tiny attention model trained once per session on real Fashion-MNIST
   (tests/test_fashion_mnist_training.py's `learning_config`, ~1 minute on CPU): a model that has
   learned. Its workdir is shared: copy it before writing there."""
-  from ltpa_jax import train  # pylint: disable=import-outside-toplevel
+  from ltpa_jax.training import loop as train  # pylint: disable=import-outside-toplevel
   from tests import test_fashion_mnist_training  # pylint: disable=import-outside-toplevel
 
   workdir = str(tmp_path_factory.mktemp("learned_fashion_mnist"))
@@ -127,7 +127,7 @@ def prepared_fake_data(fake_fashion_mnist, tmp_path):
 def fake_dataset(monkeypatch):
   """A tiny config whose dataset "fake" is 96 in-memory training images and 50 test images."""
   from configs import tiny  # pylint: disable=import-outside-toplevel
-  from ltpa_jax import datasets  # pylint: disable=import-outside-toplevel
+  from ltpa_jax.data import datasets  # pylint: disable=import-outside-toplevel
   from tests import fakes  # pylint: disable=import-outside-toplevel
 
   fake = fakes.dataset(fakes.colour_split(96, 0), fakes.colour_split(50, 3))

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ltpa_jax import datasets
+from ltpa_jax.data import datasets
 
 INFO = datasets.DatasetInfo(10, (32, 32, 3), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 

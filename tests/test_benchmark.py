@@ -12,7 +12,7 @@ from configs import vgg19
 from configs import vgg19_att
 from configs import vgg19_att_grid
 from ltpa_jax import benchmark
-from ltpa_jax import models
+from ltpa_jax.model import models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,11 @@ import jax
 import numpy as np
 import pytest
 
-from ltpa_jax import checkpoints
-from ltpa_jax import errors
-from ltpa_jax import models
-from ltpa_jax import optim
-from ltpa_jax import steps
+from ltpa_jax.rundir import checkpoints
+from ltpa_jax.base import errors
+from ltpa_jax.model import models
+from ltpa_jax.core import optim
+from ltpa_jax.core import steps
 from tests import full_disk
 
 

@@ -13,11 +13,11 @@ import jax
 import pytest
 
 from configs import tiny
-from ltpa_jax import checkpoints
+from ltpa_jax.rundir import checkpoints
 from ltpa_jax import cli
-from ltpa_jax import experiment
-from ltpa_jax import results
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.training import experiment
+from ltpa_jax.rundir import results
+from ltpa_jax.rundir import workdir as workdir_lib
 from tests import test_checkpoints
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import collections
 import jax
 import jax.numpy as jnp
 
-from ltpa_jax import compilation_cache
+from ltpa_jax.base import compilation_cache
 
 
 def test_a_program_compiled_again_is_counted_as_loaded_from_the_cache():

@@ -6,9 +6,9 @@ import pathlib
 import ml_collections
 import pytest
 
-from ltpa_jax import config_validation
+from ltpa_jax.config import validation as config_validation
 from ltpa_jax import default_config
-from ltpa_jax.config_validation import CHOICES, ConfigError, validate
+from ltpa_jax.config.validation import CHOICES, ConfigError, validate
 
 CONFIGS = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
                  if p.stem != "__init__")
@@ -232,7 +232,7 @@ def test_new_default_fields_are_picked_up(monkeypatch):
     config.model.dropout = 0.5
     return config
 
-  monkeypatch.setattr(default_config, "get_config", extended)
+  monkeypatch.setattr(config_validation.default_config, "get_config", extended)
   assert _problems(get_config()) == (
       "config.model.dropout: missing field (default_config.py sets 0.5)",)
   assert _problems(_config({"model.dropout": "0.5"})) == (

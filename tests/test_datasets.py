@@ -10,8 +10,8 @@ import requests
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import downloader
 
-from ltpa_jax import datasets
-from ltpa_jax import tfds_builders
+from ltpa_jax.data import datasets
+from ltpa_jax.data import tfds_builders
 
 
 def _snapshot(path):

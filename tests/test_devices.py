@@ -2,7 +2,7 @@
 
 import jax
 
-from ltpa_jax import devices
+from ltpa_jax.base import devices
 
 # The main command on a 2-core CPU: 781 + 1 steps an epoch, 100 epochs, ~20 s a step.
 RECIPE_STEPS = 78_200

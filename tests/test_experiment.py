@@ -7,15 +7,15 @@ import pytest
 
 from configs import tiny
 from ltpa_jax import benchmark
-from ltpa_jax import config_validation
-from ltpa_jax import datasets
+from ltpa_jax.config import validation as config_validation
+from ltpa_jax.data import datasets
 from ltpa_jax import evaluate_torch
-from ltpa_jax import experiment
-from ltpa_jax import models
+from ltpa_jax.training import experiment
+from ltpa_jax.model import models
 from ltpa_jax import robustness
-from ltpa_jax import train
+from ltpa_jax.training import loop as train
 from ltpa_jax import visualize
-from ltpa_jax import workdir
+from ltpa_jax.rundir import workdir
 
 
 def bad_config():

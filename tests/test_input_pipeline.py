@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ltpa_jax import input_pipeline
+from ltpa_jax.data import input_pipeline
 
 
 def images(n=64, h=32, w=32, c=3):

@@ -21,7 +21,7 @@ from absl import flags
 from ml_collections import config_flags
 import pytest
 
-from ltpa_jax import config_validation
+from ltpa_jax.config import validation as config_validation
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py") if p.stem != "__init__")
@@ -38,12 +38,12 @@ HELP = {
     "ltpa_jax.visualize": "--indices",
 }
 SCREEN = 50  # lines: a --help shows the command's flags, not the whole config
-# Prints where ltpa_jax.train and the configs come from, the configs given by name, and the
+# Prints where ltpa_jax.training.loop and the configs come from, the configs given by name, and the
 # table's default configs.
 IMPORT_AND_LOAD_CONFIGS = """import json, sys
-import ltpa_jax.train
+import ltpa_jax.training.loop
 from ltpa_jax import default_config, table
-print(ltpa_jax.train.__file__)
+print(ltpa_jax.training.loop.__file__)
 print(default_config.configs_dir())
 print(json.dumps([json.loads(default_config.from_file(n).to_json()) for n in sys.argv[1:]]))
 print(json.dumps({n: json.loads(c.to_json())

@@ -8,8 +8,8 @@ import pytest
 
 from configs import vgg19_att
 from configs import vgg19_att_grid
-from ltpa_jax import models
-from ltpa_jax import torch_interop
+from ltpa_jax.model import models
+from ltpa_jax.model import torch_interop
 from tests import exact
 
 TINY = 1 / 16

@@ -5,7 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ltpa_jax import optim
+from ltpa_jax.core import optim
 from tests import exact
 
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltpa_jax import parallel
+from ltpa_jax.core import parallel
 from tests import exact
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -32,7 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltpa_jax import datasets, models, optim, parallel, steps
+from ltpa_jax.data import datasets
+from ltpa_jax.model import models
+from ltpa_jax.core import optim
+from ltpa_jax.core import parallel
+from ltpa_jax.core import steps
 from tests import exact
 
 

@@ -3,7 +3,7 @@
 import jax
 
 from configs import tiny
-from ltpa_jax import plan as plan_lib
+from ltpa_jax.core import plan as plan_lib
 
 
 def test_call_shapes_cover_every_example_once():

@@ -5,7 +5,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from ltpa_jax import plots
+from ltpa_jax.rundir import plots
 
 
 def _hotness(rgb):

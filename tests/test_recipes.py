@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from ltpa_jax import datasets
-from ltpa_jax import models
-from ltpa_jax import optim
+from ltpa_jax.data import datasets
+from ltpa_jax.model import models
+from ltpa_jax.core import optim
 
 NAMES = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("*.py")
                if p.stem != "__init__")

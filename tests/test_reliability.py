@@ -15,12 +15,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ltpa_jax import checkpoints
+from ltpa_jax.rundir import checkpoints
 from ltpa_jax import cli
-from ltpa_jax import experiment
-from ltpa_jax import optim
-from ltpa_jax import train
-from ltpa_jax import workdir_lock
+from ltpa_jax.training import experiment
+from ltpa_jax.core import optim
+from ltpa_jax.training import loop as train
+from ltpa_jax.rundir import workdir_lock
 from tests import exact
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

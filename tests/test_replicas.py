@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from ltpa_jax import checkpoints
-from ltpa_jax import datasets
-from ltpa_jax import errors
-from ltpa_jax import experiment
-from ltpa_jax import stopping
-from ltpa_jax import train
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.rundir import checkpoints
+from ltpa_jax.data import datasets
+from ltpa_jax.base import errors
+from ltpa_jax.training import experiment
+from ltpa_jax.base import stopping
+from ltpa_jax.training import loop as train
+from ltpa_jax.rundir import workdir as workdir_lib
 from tests import exact
 from tests import fakes
 

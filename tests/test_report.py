@@ -7,7 +7,7 @@ import pytest
 
 from configs import default
 from ltpa_jax import report
-from ltpa_jax import results
+from ltpa_jax.rundir import results
 
 
 def _run_dir(root, name, seed, final, best, attention=True, data_dir=None):

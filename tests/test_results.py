@@ -4,7 +4,7 @@ import jax
 import pytest
 
 from configs import default
-from ltpa_jax import results
+from ltpa_jax.rundir import results
 
 
 def _history():

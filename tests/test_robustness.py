@@ -12,11 +12,11 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from ltpa_jax import errors
-from ltpa_jax import input_pipeline
+from ltpa_jax.base import errors
+from ltpa_jax.data import input_pipeline
 from ltpa_jax import robustness
-from ltpa_jax import steps
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.core import steps
+from ltpa_jax.rundir import workdir as workdir_lib
 from tests import fakes
 from tests import test_train
 

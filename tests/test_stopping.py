@@ -6,7 +6,7 @@ import signal
 import jax.numpy as jnp
 import numpy as np
 
-from ltpa_jax import stopping
+from ltpa_jax.base import stopping
 
 
 def test_sigterm_and_a_first_sigint_request_a_stop_and_handlers_come_back(capfd):

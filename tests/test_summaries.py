@@ -10,7 +10,7 @@ from PIL import Image
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from ltpa_jax import summaries
+from ltpa_jax.rundir import summaries
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_a_resumed_writer_purges_the_interrupted_steps(tmp_path):
 def test_writing_summaries_imports_neither_torch_nor_tensorflow(tmp_path):
   """Not even where they are installed (torch is, with the torch extra): a training process
   holds neither."""
-  code = ("import sys; import numpy as np; from ltpa_jax import summaries, train; "
+  code = ("import sys; import numpy as np; from ltpa_jax.rundir import summaries; from ltpa_jax.training import loop as train; "
           f"w = summaries.SummaryWriter({str(tmp_path)!r}); w.write_scalars(1, {{'a': 1.0}}); "
           "w.write_images(1, {'b': np.zeros((2, 4, 4, 3), np.uint8)}); w.write_text('c', 'd'); "
           "w.close(); loaded = {m.split('.')[0] for m in sys.modules} & {'torch', 'tensorflow'}; "

@@ -10,18 +10,18 @@ import pytest
 
 from configs import default
 from configs import vgg19_att
-from ltpa_jax import datasets
-from ltpa_jax import errors
-from ltpa_jax import experiment
-from ltpa_jax import grid
-from ltpa_jax import memory
-from ltpa_jax import optim
+from ltpa_jax.data import datasets
+from ltpa_jax.base import errors
+from ltpa_jax.training import experiment
+from ltpa_jax.training import grid
+from ltpa_jax.core import memory
+from ltpa_jax.core import optim
 from ltpa_jax import report
-from ltpa_jax import results
-from ltpa_jax import stopping
+from ltpa_jax.rundir import results
+from ltpa_jax.base import stopping
 from ltpa_jax import sweep
-from ltpa_jax import train
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.training import loop as train
+from ltpa_jax.rundir import workdir as workdir_lib
 from tests import exact
 from tests.test_replicas import final_state
 from tests.test_replicas import history

@@ -5,10 +5,10 @@ import os
 import jax
 import pytest
 
-from ltpa_jax import datasets
-from ltpa_jax import errors
+from ltpa_jax.data import datasets
+from ltpa_jax.base import errors
 from ltpa_jax import table
-from ltpa_jax import train
+from ltpa_jax.training import loop as train
 from tests import fakes
 
 ENSURE_PREPARED = datasets.ensure_prepared

@@ -11,8 +11,8 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import downloader
 from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
-from ltpa_jax import datasets
-from ltpa_jax import tfds_builders
+from ltpa_jax.data import datasets
+from ltpa_jax.data import tfds_builders
 
 
 @pytest.fixture

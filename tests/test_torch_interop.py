@@ -14,13 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ltpa_jax import datasets
+from ltpa_jax.data import datasets
 from ltpa_jax import evaluate_torch
-from ltpa_jax import input_pipeline
-from ltpa_jax import models
-from ltpa_jax import optim
-from ltpa_jax import steps
-from ltpa_jax import torch_interop
+from ltpa_jax.data import input_pipeline
+from ltpa_jax.model import models
+from ltpa_jax.core import optim
+from ltpa_jax.core import steps
+from ltpa_jax.model import torch_interop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # The reference table's runs, and the later code's softmax variant (kwargs of both models).
@@ -331,7 +331,7 @@ def test_scheme_detection_and_bad_schemes():
 
 
 def test_package_does_not_import_torch():
-  code = ("import sys; import ltpa_jax.evaluate_torch, ltpa_jax.torch_interop; "
+  code = ("import sys; import ltpa_jax.evaluate_torch, ltpa_jax.model.torch_interop; "
           "assert 'torch' not in sys.modules, 'torch imported'")
   subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 

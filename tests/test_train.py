@@ -11,15 +11,15 @@ import PIL.Image
 import pytest
 
 from configs import tiny
-from ltpa_jax import devices
-from ltpa_jax import errors
-from ltpa_jax import models
-from ltpa_jax import optim
-from ltpa_jax import recorder
-from ltpa_jax import steps
-from ltpa_jax import train
+from ltpa_jax.base import devices
+from ltpa_jax.base import errors
+from ltpa_jax.model import models
+from ltpa_jax.core import optim
+from ltpa_jax.rundir import recorder
+from ltpa_jax.core import steps
+from ltpa_jax.training import loop as train
 from ltpa_jax import visualize
-from ltpa_jax import workdir
+from ltpa_jax.rundir import workdir
 from tests import exact
 from tests import fakes
 from tests import test_summaries

@@ -10,14 +10,14 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import tiny
-from ltpa_jax import checkpoints
-from ltpa_jax import datasets
-from ltpa_jax import errors
-from ltpa_jax import experiment
-from ltpa_jax import image_files
-from ltpa_jax import train
+from ltpa_jax.rundir import checkpoints
+from ltpa_jax.data import datasets
+from ltpa_jax.base import errors
+from ltpa_jax.training import experiment
+from ltpa_jax.data import image_files
+from ltpa_jax.training import loop as train
 from ltpa_jax import visualize
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.rundir import workdir as workdir_lib
 from tests import test_cli_errors
 
 WHITE = (255, 255, 255, 255)

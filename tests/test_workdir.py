@@ -7,8 +7,8 @@ import re
 import pytest
 
 from configs import default
-from ltpa_jax import errors
-from ltpa_jax import workdir
+from ltpa_jax.base import errors
+from ltpa_jax.rundir import workdir
 
 
 def test_config_is_recorded_then_the_same_config_resumes(tmp_path):

@@ -11,13 +11,13 @@ import subprocess
 import pytest
 
 from configs import tiny
-from ltpa_jax import datasets
-from ltpa_jax import errors
+from ltpa_jax.data import datasets
+from ltpa_jax.base import errors
 from ltpa_jax import robustness
 from ltpa_jax import table
-from ltpa_jax import train
-from ltpa_jax import workdir as workdir_lib
-from ltpa_jax import workdir_lock
+from ltpa_jax.training import loop as train
+from ltpa_jax.rundir import workdir as workdir_lib
+from ltpa_jax.rundir import workdir_lock
 
 
 def write_lock(workdir, host, pid):

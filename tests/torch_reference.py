@@ -3,7 +3,7 @@
 VGG19-BN in the reference layout (DEVELOPERS.md) with optional "(VGG-att3)-concat-pc" attention
 over l1..l3: before or after the max-pools, softmax or sigmoid normalisation, concat or indep
 aggregation, scores by a shared or separate u, or by Schlemper et al.'s grid gates (`GridGate`).
-Its attribute (state_dict) names follow either scheme of `ltpa_jax.torch_interop` ("reference" or
+Its attribute (state_dict) names follow either scheme of `ltpa_jax.model.torch_interop` ("reference" or
 "saoyan"). Like the reference module, the "reference" scheme creates `projector` and the u's also
 without attention, unused then; the SaoYan port creates them only with attention.
 """

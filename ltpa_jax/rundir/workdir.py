@@ -10,9 +10,9 @@ from typing import Any, Mapping
 
 import ml_collections
 
-from ltpa_jax import default_config
-from ltpa_jax import errors
-from ltpa_jax import workdir_lock
+from ltpa_jax.config import defaults as default_config
+from ltpa_jax.base import errors
+from ltpa_jax.rundir import workdir_lock
 
 CONFIG_FILE = "config.json"
 # Config fields renamed since runs were recorded: {section: {old name: new name}}.

@@ -14,11 +14,11 @@ from typing import Any, Callable, Mapping
 import jax
 import numpy as np
 
-from ltpa_jax import parallel
-from ltpa_jax import plots
-from ltpa_jax import results
-from ltpa_jax import summaries
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.core import parallel
+from ltpa_jax.rundir import plots
+from ltpa_jax.rundir import results
+from ltpa_jax.rundir import summaries
+from ltpa_jax.rundir import workdir as workdir_lib
 
 HISTORY_FILE = "history.json"
 NOT_PRINTED = ("epoch", "epoch_seconds", "wall_seconds")  # in history.json, not on the epoch line

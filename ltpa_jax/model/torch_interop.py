@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltpa_jax import errors
+from ltpa_jax.base import errors
 
 SCHEMES = ("reference", "saoyan")
 

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ltpa_jax import datasets
-from ltpa_jax import input_pipeline
-from ltpa_jax import parallel
+from ltpa_jax.data import datasets
+from ltpa_jax.data import input_pipeline
+from ltpa_jax.core import parallel
 
 
 @flax.struct.dataclass

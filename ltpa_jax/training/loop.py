@@ -24,25 +24,25 @@ import jax
 import ml_collections
 import numpy as np
 
-from ltpa_jax import checkpoints
-from ltpa_jax import compilation_cache
-from ltpa_jax import config_validation
-from ltpa_jax import datasets
-from ltpa_jax import devices
-from ltpa_jax import errors
-from ltpa_jax import experiment as experiment_lib
-from ltpa_jax import grid as grid_lib
-from ltpa_jax import memory
-from ltpa_jax import optim
-from ltpa_jax import parallel
-from ltpa_jax import plan as plan_lib
-from ltpa_jax import plots
-from ltpa_jax import recorder as recorder_lib
-from ltpa_jax import results
-from ltpa_jax import stopping
-from ltpa_jax import steps
-from ltpa_jax import workdir as workdir_lib
-from ltpa_jax import workdir_lock
+from ltpa_jax.rundir import checkpoints
+from ltpa_jax.base import compilation_cache
+from ltpa_jax.config import validation as config_validation
+from ltpa_jax.data import datasets
+from ltpa_jax.base import devices
+from ltpa_jax.base import errors
+from ltpa_jax.training import experiment as experiment_lib
+from ltpa_jax.training import grid as grid_lib
+from ltpa_jax.core import memory
+from ltpa_jax.core import optim
+from ltpa_jax.core import parallel
+from ltpa_jax.core import plan as plan_lib
+from ltpa_jax.rundir import plots
+from ltpa_jax.rundir import recorder as recorder_lib
+from ltpa_jax.rundir import results
+from ltpa_jax.base import stopping
+from ltpa_jax.core import steps
+from ltpa_jax.rundir import workdir as workdir_lib
+from ltpa_jax.rundir import workdir_lock
 
 say = recorder_lib.say
 RUNS_NOTE = "trained together with {what}; images_per_second counts the images of all {k} runs"

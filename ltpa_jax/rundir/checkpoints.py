@@ -23,7 +23,7 @@ from absl import logging as absl_logging
 import jax
 import orbax.checkpoint as ocp
 
-from ltpa_jax import errors
+from ltpa_jax.base import errors
 
 SUBDIR = "checkpoints"
 # asyncio's reports of the futures and tasks an event loop left unfinished or unretrieved.

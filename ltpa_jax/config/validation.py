@@ -21,11 +21,11 @@ from typing import Any, NamedTuple
 import jax
 import ml_collections
 
-from ltpa_jax import datasets
-from ltpa_jax import default_config
-from ltpa_jax import errors
-from ltpa_jax import models
-from ltpa_jax import optim
+from ltpa_jax.data import datasets
+from ltpa_jax.config import defaults as default_config
+from ltpa_jax.base import errors
+from ltpa_jax.model import models
+from ltpa_jax.core import optim
 
 # Allowed values by field; for a sequence field, a non-empty subset without duplicates.
 CHOICES = {

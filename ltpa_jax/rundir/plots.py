@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 
-from ltpa_jax import errors
+from ltpa_jax.base import errors
 
 HEAT_WEIGHT = 0.4  # overlay = 0.6 * image + 0.4 * heatmap, as the reference's visualisation
 COLORMAP = "jet"

@@ -10,8 +10,8 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ltpa_jax import tfds_builders
-from ltpa_jax.tfds_builders import DatasetUnavailableError
+from ltpa_jax.data import tfds_builders
+from ltpa_jax.data.tfds_builders import DatasetUnavailableError
 
 READ_BATCH = 2048  # records per `__getitems__` call; one by one is ~100x slower.
 SPLITS = ("train", "test")

@@ -12,16 +12,16 @@ import jax
 import ml_collections
 import optax
 
-from ltpa_jax import checkpoints
-from ltpa_jax import config_validation
-from ltpa_jax import datasets
-from ltpa_jax import errors
-from ltpa_jax import models
-from ltpa_jax import optim
-from ltpa_jax import parallel
-from ltpa_jax import plan as plan_lib
-from ltpa_jax import steps
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.rundir import checkpoints
+from ltpa_jax.config import validation as config_validation
+from ltpa_jax.data import datasets
+from ltpa_jax.base import errors
+from ltpa_jax.model import models
+from ltpa_jax.core import optim
+from ltpa_jax.core import parallel
+from ltpa_jax.core import plan as plan_lib
+from ltpa_jax.core import steps
+from ltpa_jax.rundir import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 
-from ltpa_jax import errors
+from ltpa_jax.base import errors
 
 LOCK_FILE = "lock.json"
 

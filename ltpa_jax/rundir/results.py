@@ -9,8 +9,8 @@ from typing import Any, Mapping, Sequence
 
 import jax
 
-from ltpa_jax import errors
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.base import errors
+from ltpa_jax.rundir import workdir as workdir_lib
 
 RESULTS_FILE = "results.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")

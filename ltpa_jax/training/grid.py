@@ -14,9 +14,9 @@ import json
 import os
 from typing import Mapping, Sequence
 
-from ltpa_jax import errors
-from ltpa_jax import optim
-from ltpa_jax import workdir as workdir_lib
+from ltpa_jax.base import errors
+from ltpa_jax.core import optim
+from ltpa_jax.rundir import workdir as workdir_lib
 
 Grid = Mapping[str, Sequence[float]]
 SWEEP_FILE = "sweep.json"

@@ -19,7 +19,7 @@ from tensorboard.compat.proto import tensor_pb2
 from tensorboard.compat.proto import tensor_shape_pb2
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
-from ltpa_jax import png
+from ltpa_jax.base import png
 
 IMAGES_PER_ROW = 8  # an NHWC batch is shown as one grid image
 

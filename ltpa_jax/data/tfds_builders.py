@@ -24,8 +24,8 @@ from tensorflow_datasets.datasets.svhn_cropped import svhn_cropped_dataset_build
 from tensorflow_datasets.image_classification import cifar
 from tensorflow_datasets.image_classification import mnist
 
-from ltpa_jax import errors
-from ltpa_jax import png
+from ltpa_jax.base import errors
+from ltpa_jax.base import png
 
 # TFDS reads a builder's checksums (`url_infos`) from `_checksums_path`, by default next to the
 # builder's code (a lookup that also needs the `importlib_resources` backport): point each builder

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ltpa_jax import errors
+from ltpa_jax.base import errors
 
 ACTIVATION_COPIES = 4.2
 FLOAT_BYTES = 4  # float32 params, momentum and (measured) activations, bfloat16 models' too;

@@ -1,0 +1,1 @@
+"""Configs: the fields with their defaults, config files by name, and validation."""

@@ -1,0 +1,1 @@
+"""Datasets: TFDS reading and offline preparation, image files, augmentation and normalisation."""

@@ -33,3 +33,12 @@ def test_an_upward_import_breaks_the_layers_contract(tmp_path):
   linted = _lint_imports(copy)
   assert linted.returncode != 0
   assert "ltpa_jax.core.plan -> ltpa_jax.training.loop" in linted.stdout
+
+
+def test_the_training_maths_imports_no_dataset_library():
+  """core/ takes the data's types from data/types.py: TFDS loads only where data is read."""
+  code = ("import sys; from ltpa_jax.core import memory, optim, parallel, plan, steps; "
+          "print(sorted({'tensorflow_datasets', 'tensorflow'} & set(sys.modules)))")
+  loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          check=True)
+  assert loaded.stdout.strip() == "[]"

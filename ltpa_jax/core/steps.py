@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ltpa_jax.data import datasets
+from ltpa_jax.data import types as data_types
 from ltpa_jax.data import input_pipeline
 from ltpa_jax.core import parallel
 
@@ -41,9 +41,9 @@ class EvalMetrics(metrics.Collection):
   top5_accuracy: metrics.Average.from_output("top5_correct")
 
 
-def to_device(examples: datasets.Examples) -> datasets.Examples:
+def to_device(examples: data_types.Examples) -> data_types.Examples:
   """Examples as device arrays, images zero-padded to 32x32."""
-  return datasets.Examples(input_pipeline.pad_to_32(jnp.asarray(examples.images)),
+  return data_types.Examples(input_pipeline.pad_to_32(jnp.asarray(examples.images)),
                            jnp.asarray(examples.labels))
 
 
@@ -73,7 +73,7 @@ def _outputs(logits, labels, loss):
               top5_correct=(top5 == labels[:, None]).any(-1))
 
 
-def train_step(model, tx, info: datasets.DatasetInfo, state: TrainState, images, labels, rng):
+def train_step(model, tx, info: data_types.DatasetInfo, state: TrainState, images, labels, rng):
   """One SGD step on a uint8 batch: augment, forward in train mode, update params and BN stats."""
   images = input_pipeline.normalise(input_pipeline.random_crop_flip(rng, images), info.mean,
                                     info.std, params_dtype(state.params))
@@ -101,7 +101,7 @@ def shuffled_batches(rng, n: int, batch_size: int):
   return order[:num_full * batch_size].reshape(num_full, batch_size), order[num_full * batch_size:]
 
 
-def train_steps(model, tx, info, state: TrainState, data: datasets.Examples, batches, rng,
+def train_steps(model, tx, info, state: TrainState, data: data_types.Examples, batches, rng,
                 first: int):
   """SGD steps on the rows of `batches` (indices into `data`), compiled as one `lax.scan`.
 
@@ -125,7 +125,7 @@ def train_steps(model, tx, info, state: TrainState, data: datasets.Examples, bat
   return state, totals, losses
 
 
-def evaluate(model, info, batch_size: int, state: TrainState, data: datasets.Examples,
+def evaluate(model, info, batch_size: int, state: TrainState, data: data_types.Examples,
              mesh=None, eps=None):
   """Loss and top-1/top-5 accuracy on every example of `data`, with running BN statistics.
 
@@ -155,7 +155,7 @@ def evaluate(model, info, batch_size: int, state: TrainState, data: datasets.Exa
 
 
 def evaluate_adversarial(model, info, batch_size: int, eps, state: TrainState,
-                         data: datasets.Examples):
+                         data: data_types.Examples):
   """`evaluate` on the FGSM images of `eps` (pixel units) of every example of `data`.
 
   A Python eps of 0 evaluates the clean images: the very program of `evaluate`, its numbers

@@ -5,24 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from ltpa_jax.data import tfds_builders
+from ltpa_jax.data.types import DatasetInfo, Examples
 from ltpa_jax.data.tfds_builders import DatasetUnavailableError
 
 READ_BATCH = 2048  # records per `__getitems__` call; one by one is ~100x slower.
 SPLITS = ("train", "test")
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  num_classes: int
-  image_shape: tuple[int, int, int]
-  mean: tuple[float, ...]  # per channel, on [0, 1] pixels
-  std: tuple[float, ...]
 
 
 DATASETS = {
@@ -36,12 +29,6 @@ DATASETS = {
     # Stored 28x28; the model zero-pads it to 32x32 (not done here).
     "fashion_mnist": DatasetInfo(10, (28, 28, 1), (0.2860,), (0.3530,)),
 }
-
-
-class Examples(NamedTuple):
-  """Images (N, H, W, C) uint8 and labels (N,) int32: numpy on the host, jax arrays on devices."""
-  images: Any
-  labels: Any
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,11 +15,11 @@ paper's VGG code base, szagoruyko/cifar.torch, defaults to batch 128, lr 1 halve
 epochs, weight decay 5e-4; saoyan_att_before.py runs that schedule at lr 0.1, 3 passes an epoch.)
 """
 
-from ltpa_jax.default_config import sibling
+from ltpa_jax import default_config
 
 
 def get_config():
-  config = sibling(__file__, "vgg19_att_softmax")
+  config = default_config.get_config()
   config.num_epochs = 300
   config.lr_boundaries_epochs = (150, 210, 270)
   return config

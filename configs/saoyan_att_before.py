@@ -13,11 +13,11 @@ Published (SaoYan's README, official CIFAR-100 test split): top-1 error 22.62 (a
 pooling: 22.92; the paper's (VGG-att3)-concat-pc: 22.97).
 """
 
-from ltpa_jax.default_config import sibling
+from ltpa_jax import default_config
 
 
 def get_config():
-  config = sibling(__file__, "vgg19_att_softmax")  # the same model: softmax, separate u, pc, concat
+  config = default_config.get_config()  # the same model: softmax, separate u, pc, concat
   config.model.init_scheme = "xavier"
   config.batch_size = 128
   config.weight_decay = 5e-4

@@ -18,7 +18,7 @@ NAMES = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").g
                if p.stem != "__init__")
 REFERENCE_TABLE = ("vgg19", "vgg19_att", "cifar10_vgg19", "cifar10_att", "fashion_mnist_vgg19",
                    "fashion_mnist_att")
-LATER = ("vgg19_later", "vgg19_att_softmax", "vgg19_att_sigmoid")
+LATER = ("vgg19_later", "vgg19_att_softmax", "vgg19_att_sigmoid", "vgg19_att_sigmoid_shared")
 SAOYAN = ("saoyan_att_before", "saoyan_att_after")
 CIFAR100_TRAIN = 50_000
 BEFORE = {"l1": (32, 32), "l2": (16, 16), "l3": (8, 8)}
@@ -33,9 +33,10 @@ STRUCTURE = {
     "vgg19": (19_906_596, {}, None),
     "vgg19_att": (20_140_580, BEFORE, "shared"),
     "vgg19_att_grid": (20_927_271, BEFORE, None),  # grid gates in place of the u
-    "vgg19_later": (19_758_756, {}, None),
-    "vgg19_att_softmax": (19_993_764, BEFORE, "separate"),
-    "vgg19_att_sigmoid": (19_993_764, BEFORE, "separate"),
+    "vgg19_later": (19_906_596, {}, None),
+    "vgg19_att_softmax": (20_141_604, BEFORE, "separate"),
+    "vgg19_att_sigmoid": (20_141_604, BEFORE, "separate"),
+    "vgg19_att_sigmoid_shared": (20_140_580, BEFORE, "shared"),
     "saoyan_att_before": (19_993_764, BEFORE, "separate"),
     "saoyan_att_after": (19_993_764, AFTER, "separate"),
     "paper_att3_concat_pc": (19_993_764, BEFORE, "separate"),
@@ -97,13 +98,15 @@ def test_reference_table_recipe(name):
 
 @pytest.mark.parametrize("name", LATER)
 def test_later_recipe(name):
+  """The code at 845f1d4 (399c726's main.py): b2 = 3 convs, batch 128, weight decay 5e-5."""
   config = get_config(name)
-  assert config.dataset == "cifar100" and config.model.b2_convs == 2
-  assert optimiser(config) == (64, 0.1, 0.9, 5e-5, "piecewise", 100, 1)
+  assert config.dataset == "cifar100" and config.model.b2_convs == 3
+  assert optimiser(config) == (128, 0.1, 0.9, 5e-5, "piecewise", 100, 1)
   assert tuple(config.lr_boundaries_epochs) == (50, 70, 90) and config.lr_decay == 0.1
   assert config.model.attention == (name != "vgg19_later")
   if config.model.attention:
-    assert config.model.normalisation == name.rsplit("_", 1)[1]
+    assert config.model.normalisation == ("softmax" if "softmax" in name else "sigmoid")
+    assert config.model.shared_u == name.endswith("_shared")
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "fashion_mnist"])

@@ -26,6 +26,10 @@ def test_make_write_read(tmp_path):
   assert made["final"] == dict(epoch=3, test_top1_error=31.5, test_top5_error=8.5, test_loss=2.1)
   assert made["best_on_test"]["epoch"] == 1 and made["best_on_test"]["test_top1_error"] == 30.0
   assert "ON THE TEST SET" in made["best_on_test"]["note"]
+  # The reference's way: the best top-1 (epoch 1) and the best top-5 (epoch 3), each on its own.
+  assert {k: v for k, v in made["best_each_on_test"].items() if k != "note"} == dict(
+      test_top1_error=30.0, test_top1_epoch=1, test_top5_error=8.5, test_top5_epoch=3)
+  assert made["best_on_test"]["test_top5_error"] == 9.0  # top-5 at the best top-1's epoch
   assert made["seed"] == 4 and made["dataset"] == "cifar100"
   assert made["dataset_label"] == "CIFAR-100 (re-split)"
   assert made["device_kind"] == jax.devices()[0].device_kind

@@ -1,4 +1,12 @@
-"""A run's results.json: its config, final and best-epoch test errors, speed and software."""
+"""A run's results.json: its config, final and best test errors, speed and software.
+
+Three kinds of test error, never to be compared with one another:
+- `final`: the last epoch's, the honest number;
+- `best_on_test`: the epoch of the lowest top-1 error (its top-5 is that epoch's);
+- `best_each_on_test`: the lowest top-1 and the lowest top-5 over all epochs, each taken on its
+  own, as the PyTorch reference reported its table (main.py at 1b1af30 keeps best_acc and
+  best_top5 apart).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +24,11 @@ RESULTS_FILE = "results.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")
 BEST_NOTE = ("epoch of the lowest test top-1 error, chosen ON THE TEST SET as the PyTorch "
              "reference did: optimistic; `final` is the honest number")
+BEST_EACH_NOTE = ("the lowest test top-1 error and the lowest test top-5 error over all epochs, "
+                  "each taken on its own, ON THE TEST SET: how the PyTorch reference reported "
+                  "its table")
 METRICS = ("test_top1_error", "test_top5_error", "test_loss")
+ERRORS = ("test_top1_error", "test_top5_error")
 KEYS = ("config", "seed", "dataset_label", "final", "best_on_test", "images_per_second",
         "device_kind")  # what `read` requires (and `report` shows)
 
@@ -48,6 +60,7 @@ def make(config, history: Sequence[Mapping[str, float]], *, wall_seconds: float,
       "dataset_label": dataset_label or config["dataset"],
       "final": pick(history[-1]),
       "best_on_test": {**pick(best), "note": BEST_NOTE},
+      "best_each_on_test": {**best_each(evaluated), "note": BEST_EACH_NOTE},
       "wall_seconds": float(wall_seconds),
       "images_per_second": float(images_per_second),
       "device_kind": device.device_kind,
@@ -55,6 +68,17 @@ def make(config, history: Sequence[Mapping[str, float]], *, wall_seconds: float,
       "process_count": jax.process_count(),
       "versions": {p: metadata.version(p) for p in PACKAGES},
   }
+
+
+def best_each(evaluated: Sequence[Mapping[str, float]]) -> dict[str, float]:
+  """The lowest of each test error over the `evaluated` epochs, and the (first) epoch of each:
+  {"test_top1_error": .., "test_top1_epoch": .., "test_top5_error": .., "test_top5_epoch": ..}."""
+  best = {}
+  for key in ERRORS:
+    epoch = min(evaluated, key=lambda h, key=key: (h[key], h["epoch"]))
+    best[key] = float(epoch[key])
+    best[key.replace("_error", "_epoch")] = int(epoch["epoch"])
+  return best
 
 
 def write(workdir: str, results: Mapping[str, Any]) -> str:

@@ -25,6 +25,7 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from ltpa_jax.config import defaults as default_config
+from ltpa_jax.config import fields
 from ltpa_jax.base import errors
 from ltpa_jax.training import grid as grid_lib
 from ltpa_jax.core import optim
@@ -34,8 +35,7 @@ from ltpa_jax.rundir import workdir as workdir_lib
 
 NOT_CONFIG = ("seed", "data_dir", "manual_dir")
 # Config fields named in the model and recipe columns, not repeated among the differences.
-SHOWN = ("model.attention", "model.attention_type", "model.normalisation", "model.shared_u",
-         "model.b2_convs", "weight_decay", "num_epochs")
+SHOWN = fields.shown()
 # Fields named in the reduced runs' `reduced` column.
 REDUCED = ("model.width_multiplier", "train_examples")
 FULL_EPOCHS = default_config.get_config().num_epochs  # the reference recipe's 100

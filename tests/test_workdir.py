@@ -44,7 +44,7 @@ def test_a_recorded_config_reads_back_as_the_same_config(tmp_path):
 
 
 def test_a_config_recorded_before_grid_attention_reads_and_resumes_as_linear(tmp_path):
-  """Runs recorded without model.attention_type and model.attn_features (fields in ADDED)."""
+  """Runs recorded without model.attention_type and model.attn_features (their `Field.before`)."""
   old = workdir.config_dict(default.get_config())
   del old["model"]["attention_type"], old["model"]["attn_features"]
   workdir.write_json(str(tmp_path / workdir.CONFIG_FILE), old)

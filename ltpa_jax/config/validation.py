@@ -1,10 +1,10 @@
 """Checks a config before anything is loaded or compiled, reporting every problem at once.
 
-Fields and types come from `default_config.py` (new fields there are picked up automatically);
-allowed values from the modules that use them (`models`, `optim`, `datasets`), gathered in
-`CHOICES`, and from `RANGES` below. Types: ints are accepted for floats, tuples
-or lists for sequences, None only where default_config.py has a placeholder (data_dir,
-manual_dir).
+Fields and types come from `defaults.get_config()` (new fields are picked up automatically);
+allowed values, ranges and "only with" rules from the table of fields (`fields.FIELDS`, whose
+choices are the tuples of the modules that use them: `models`, `optim`, `datasets`). Types: ints
+are accepted for floats, tuples or lists for sequences, None only where a field is a placeholder
+(data_dir, manual_dir).
 `model.b2_convs` may be any depth >= 1: the reference runs used 2 and 3, the model builds any.
 Grid attention gates are per layer: `model.attention_type="grid"` refuses `model.shared_u=True`
 and `model.compatibility="dp"`.
@@ -16,78 +16,21 @@ import difflib
 import numbers
 import shlex
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import ml_collections
 
-from ltpa_jax.data import datasets
-from ltpa_jax.config import defaults as default_config
 from ltpa_jax.base import errors
-from ltpa_jax.model import models
-from ltpa_jax.core import optim
+from ltpa_jax.config import defaults as default_config
+from ltpa_jax.config import fields
 
-# Allowed values by field; for a sequence field, a non-empty subset without duplicates.
-CHOICES = {
-    "dataset": datasets.DATASETS,  # the dicts themselves: entries added later count too
-    "lr_schedule": optim.SCHEDULES,
-    "model.attention_type": models.ATTENTION_TYPES,
-    "model.normalisation": models.NORMALISATIONS,
-    "model.compatibility": models.COMPATIBILITIES,
-    "model.attended_layers": models.ATTENDED_LAYERS,
-    "model.aggregation": models.AGGREGATIONS,
-    "model.attention_position": models.ATTENTION_POSITIONS,
-    "model.init_scheme": models.INIT_SCHEMES,
-    "model.dtype": models.DTYPES,
-}
-
-
-class Range(NamedTuple):
-  """An interval of numbers; a bound of None is unbounded."""
-
-  low: float | None = None
-  high: float | None = None
-  low_closed: bool = False
-  high_closed: bool = False
-
-  def __contains__(self, x) -> bool:
-    above = self.low is None or x > self.low or (self.low_closed and x == self.low)
-    below = self.high is None or x < self.high or (self.high_closed and x == self.high)
-    return above and below
-
-  def __str__(self) -> str:
-    if self.high is None:
-      return f"{'>=' if self.low_closed else '>'} {self.low}"
-    left, right = "[" if self.low_closed else "(", "]" if self.high_closed else ")"
-    return f"in {left}{self.low}, {self.high}{right}"
-
-
-POSITIVE = Range(0)
-NON_NEGATIVE = Range(0, low_closed=True)
-
-RANGES = {
-    "batch_size": POSITIVE,
-    "eval_batch_size": POSITIVE,
-    "num_epochs": POSITIVE,
-    "learning_rate": POSITIVE,
-    "passes_per_epoch": POSITIVE,
-    "eval_every_epochs": POSITIVE,
-    "momentum": Range(0, 1, low_closed=True),
-    "weight_decay": NON_NEGATIVE,
-    "lr_decay": Range(0, 1, high_closed=True),
-    "lr_step_epochs": POSITIVE,
-    "steps_per_call": NON_NEGATIVE,
-    "model.width_multiplier": POSITIVE,
-    "model.b2_convs": Range(1, low_closed=True),
-    "model.attn_features": Range(1, low_closed=True),
-}
-# Fields checked only with a given value of another: an unused knob (the other schedule's, or
-# attn_features with linear attention) may be anything.
-ONLY_WITH = {
-    "lr_step_epochs": ("lr_schedule", "step"),
-    "lr_boundaries_epochs": ("lr_schedule", "piecewise"),
-    "model.attn_features": ("model.attention_type", "grid"),
-}
+# The tables of `fields.FIELDS`: allowed values (for a sequence field, a non-empty subset without
+# duplicates), ranges, and fields checked only with a given value of another (an unused knob, the
+# other schedule's or attn_features with linear attention, may be anything).
+CHOICES = {f.path: f.choices for f in fields.FIELDS if f.choices is not None}
+RANGES = {f.path: f.range for f in fields.FIELDS if f.range is not None}
+ONLY_WITH = {f.path: f.only_with for f in fields.FIELDS if f.only_with is not None}
 
 
 class ConfigError(errors.UserError, ValueError):

@@ -297,11 +297,9 @@ class VGGAttention(nn.Module):
 
 
 def create_model(m, num_classes: int) -> VGGAttention:
-  """Builds the model from a config's `model` fields and the dataset's number of classes."""
-  return VGGAttention(
-      num_classes=num_classes, attention=m.attention, attention_type=m.attention_type,
-      attn_features=m.attn_features, normalisation=m.normalisation,
-      compatibility=m.compatibility, attended_layers=tuple(m.attended_layers),
-      aggregation=m.aggregation, shared_u=m.shared_u, attention_position=m.attention_position,
-      b2_convs=m.b2_convs, width_multiplier=m.width_multiplier, init_scheme=m.init_scheme,
-      batchnorm_one_pass=m.batchnorm_one_pass, dtype=DTYPES[choice("dtype", m.dtype, DTYPES)])
+  """Builds the model from a config's `model` fields, each taken by its name (dtype by its name
+  in DTYPES), and the dataset's number of classes."""
+  settings = {name: tuple(value) if isinstance(value, (list, tuple)) else value
+              for name, value in m.items()}
+  settings["dtype"] = DTYPES[choice("dtype", settings["dtype"], DTYPES)]
+  return VGGAttention(num_classes=num_classes, **settings)

@@ -140,9 +140,8 @@ def from_torch(state_dict, model, channels: int = 3, scheme: str | None = None) 
         ("shape mismatches (torch layout)", mismatched)) if v]
     raise StateDictMismatchError(
         f"The state_dict ({scheme} naming) does not match the model: {'; '.join(problems)}. "
-        "Make the model (config fields attention, attention_type, attn_features, b2_convs, "
-        "compatibility, shared_u, attended_layers, aggregation, width_multiplier; the dataset's "
-        "classes and channels) describe the checkpoint, or pass the other scheme.")
+        "Make the model (the config's model fields, see docs/config.md; the dataset's classes "
+        "and channels) describe the checkpoint, or pass the other scheme.")
   if ignored:
     print(f"Ignored {', '.join(ignored)}: the reference module creates them without attention "
           "but does not use them.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shlex
@@ -11,16 +12,11 @@ from typing import Any, Mapping
 import ml_collections
 
 from ltpa_jax.config import defaults as default_config
+from ltpa_jax.config import fields
 from ltpa_jax.base import errors
 from ltpa_jax.rundir import workdir_lock
 
 CONFIG_FILE = "config.json"
-# Config fields renamed since runs were recorded: {section: {old name: new name}}.
-RENAMED = {"model": {"init": "init_scheme"}}
-# Config fields added since runs were recorded, with the values that the runs recorded before
-# them had: {section: {name: value}}.
-ADDED = {"model": {"attention_type": "linear", "attn_features": 256,
-                   "batchnorm_one_pass": False}}
 
 
 class ConfigMismatchError(errors.UserError, ValueError):
@@ -35,15 +31,21 @@ def config_dict(config) -> dict[str, Any]:
 
 
 def upgraded(recorded: dict[str, Any]) -> dict[str, Any]:
-  """A recorded config (JSON data) in current terms: the fields in RENAMED under their current
-  names, and those in ADDED that it lacks with their value."""
-  recorded = dict(recorded)
-  for section, names in RENAMED.items():
-    if isinstance(recorded.get(section), Mapping):
-      recorded[section] = {names.get(k, k): v for k, v in recorded[section].items()}
-  for section, fields in ADDED.items():
-    if isinstance(recorded.get(section), Mapping):
-      recorded[section] = fields | recorded[section]
+  """A recorded config (JSON data) in current terms (`fields.FIELDS`): fields under a former name
+  renamed, and fields added since the run was recorded at the value it had (`Field.before`)."""
+  recorded = copy.deepcopy(recorded)
+  for field in fields.FIELDS:
+    *sections, name = field.path.split(".")
+    node = recorded
+    for section in sections:
+      node = node.get(section) if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+      continue
+    for old_name in field.old_names:
+      if old_name in node:
+        node[name] = node.pop(old_name)
+    if field.before is not fields.ALWAYS:
+      node.setdefault(name, field.before)
   return recorded
 
 
@@ -61,10 +63,10 @@ def read_recorded(path: str) -> dict[str, Any]:
 
 
 def read_config(path: str) -> ml_collections.ConfigDict:
-  """The config recorded in a run's config.json, typed as default_config.py types its fields
+  """The config recorded in a run's config.json, typed as the defaults type its fields
   (JSON lists become tuples, a null a typed placeholder), so that --config.* overrides parse."""
   config = default_config.get_config()
-  config.update(read_recorded(path))  # fields default_config.py lacks are kept, for validation to report
+  config.update(read_recorded(path))  # fields the defaults lack are kept, for validation to report
   return config
 
 

@@ -238,3 +238,12 @@ def test_new_default_fields_are_picked_up(monkeypatch):
   assert _problems(_config({"model.dropout": "0.5"})) == (
       "config.model.dropout: expected float (or int), got str '0.5'",)
   validate(extended())
+
+
+def test_normalisation_statistics_need_one_number_per_channel():
+  assert _problems(_config({"data_mean": (0.5, 0.5), "data_std": (0.2, 0.0, 0.2)})) == (
+      "config.data_mean: got (0.5, 0.5); cifar100 images have 3 channels: give 3 numbers, e.g. "
+      "'--config.data_mean=(0.5071, 0.4865, 0.4409)' (the dataset's own), or None",
+      "config.data_std: got (0.2, 0.0, 0.2); cifar100 images have 3 channels: give 3 positive "
+      "numbers, e.g. '--config.data_std=(0.2673, 0.2564, 0.2762)' (the dataset's own), or None")
+  validate(_config({"data_mean": (0.5, 0.4, 0.3), "data_std": (0.2, 0.2, 0.2)}))

@@ -12,7 +12,7 @@ from tests import exact
 def schedule_config(**overrides):
   config = ml_collections.ConfigDict(dict(
       learning_rate=0.1, lr_schedule="piecewise", lr_boundaries_epochs=(50, 70, 90),
-      lr_step_epochs=25, lr_decay=0.1, passes_per_epoch=1))
+      lr_step_epochs=25, lr_decay=0.1, passes_per_epoch=1, lr_scheduler_steps_first=False))
   config.update(overrides)
   return config
 
@@ -33,6 +33,36 @@ def test_step_schedule_halves_every_k_epochs_of_several_passes():
   assert float(schedule(25 * epoch - 1)) == pytest.approx(0.1)
   assert float(schedule(25 * epoch)) == pytest.approx(0.05)
   assert float(schedule(50 * epoch)) == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize("steps_first", [False, True])
+def test_the_schedule_is_torch_multisteplr_stepped_as_the_reference_stepped_it(x64, steps_first):
+  """main.py (1b1af30) calls scheduler.step() at the START of each epoch. PyTorch >= 1.1 (torch
+  here) then skips the schedule's first value: decays after epochs 49/69/89
+  (`lr_scheduler_steps_first`); PyTorch 1.0 decayed after 50/70/90 (the default), the same as
+  stepping at each epoch's end. Every step's float64 rate equals torch's rate for its epoch."""
+  torch = pytest.importorskip("torch")
+  steps_per_epoch = 3
+  schedule = optim.learning_rate_schedule(
+      schedule_config(learning_rate=np.float64(0.1), lr_decay=np.float64(0.1),
+                      lr_scheduler_steps_first=steps_first), steps_per_pass=steps_per_epoch)
+  weight = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+  sgd = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+  scheduler = torch.optim.lr_scheduler.MultiStepLR(sgd, milestones=[50, 70, 90], gamma=0.1)
+  ours, torch_rates = [], []
+  for epoch in range(100):
+    if steps_first:
+      scheduler.step()  # the reference's place; torch warns it comes before optimizer.step()
+    torch_rates += [sgd.param_groups[0]["lr"]] * steps_per_epoch
+    ours += [schedule(epoch * steps_per_epoch + i) for i in range(steps_per_epoch)]
+    sgd.step()
+    if not steps_first:
+      scheduler.step()
+  ours = np.asarray(ours)
+  exact.assert_trees_close(ours, np.asarray(torch_rates))
+  print(f"largest difference from torch: {np.abs(ours - torch_rates).max():.3g}")
+  decays = [i // steps_per_epoch for i in range(1, len(ours)) if ours[i] < ours[i - 1]]
+  assert decays == ([49, 69, 89] if steps_first else [50, 70, 90])
 
 
 def test_unknown_schedule_is_rejected():

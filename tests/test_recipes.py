@@ -161,3 +161,25 @@ def test_paper_config_scales_the_reference_schedule_to_300_epochs():
   schedule = optim.learning_rate_schedule(config, steps_per_pass)  # float32: 8 ulps allowed
   for epoch, lr in [(149, 0.1), (150, 0.01), (210, 1e-3), (270, 1e-4), (299, 1e-4)]:
     assert float(schedule(epoch * steps_per_pass)) == pytest.approx(lr, rel=1e-6), epoch
+
+
+def test_normalisation_constants_are_each_sources_own():
+  """iversonicter's main.py (the reference table's code) and SaoYan's train.py, to the digit."""
+  iversonicter = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+  saoyan = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
+  cifar100 = datasets.dataset_info("cifar100")
+  assert (cifar100.mean, cifar100.std) == iversonicter
+  for name in NAMES:
+    config = get_config(name)
+    if name.startswith("saoyan_"):
+      assert (config.data_mean, config.data_std) == saoyan
+    else:
+      assert (config.data_mean, config.data_std) == (None, None)  # the dataset's own
+  info = datasets.with_statistics(datasets.Dataset("cifar100", cifar100, "", None, None),
+                                  *saoyan).info
+  assert (info.mean, info.std, info.num_classes) == (*saoyan, 100)
+
+
+def test_the_reference_configs_decay_at_epochs_50_70_90_as_pytorch_1_0_ran_them():
+  for name in (*REFERENCE_TABLE, *LATER):
+    assert get_config(name).lr_scheduler_steps_first is False

@@ -72,6 +72,11 @@ FIELDS = (
     Field("data_dir", None, "TFDS data_dir; None: TFDS's default", kind=str),
     Field("manual_dir", None, "the official archives, for offline preparation", kind=str),
     Field("train_examples", 0, "train on the first N training examples only (0: all); smoke tests"),
+    Field("data_mean", None, "per-channel mean of [0, 1] pixels, subtracted from the images; "
+          "None: the dataset's (data/datasets.py; CIFAR-100: the reference code's constants)",
+          kind=tuple, before=None),
+    Field("data_std", None, "per-channel std of [0, 1] pixels, dividing the images; None: the "
+          "dataset's", kind=tuple, before=None),
     # Model (ltpa_jax.model.models.VGGAttention, which takes each model.* field by name).
     Field("model.attention", True, "False: plain VGG19, Linear(512 -> classes) on g", shown=True),
     Field("model.attention_type", "linear", "linear: the paper's <u, l + g> or <l, g> | grid: "
@@ -118,6 +123,10 @@ FIELDS = (
     Field("lr_step_epochs", 25, "step: epochs between decays", range=POSITIVE,
           only_with=("lr_schedule", "step")),
     Field("lr_decay", 0.1, "the factor of each decay", range=Range(0, 1, high_closed=True)),
+    Field("lr_scheduler_steps_first", False, "True: the schedule as the reference code ran it "
+          "under PyTorch >= 1.1, scheduler.step() first in each epoch, so every decay comes one "
+          "epoch early (after epochs 49/69/89 for 50/70/90); False: as PyTorch 1.0 ran it",
+          before=False),
     Field("passes_per_epoch", 1, "the SaoYan port counts 3 passes over the data as one epoch",
           range=POSITIVE),
     # XLA:CPU runs steps ~10x slower inside a loop: one step a call there by default.

@@ -23,6 +23,7 @@ import ml_collections
 
 from ltpa_jax.base import errors
 from ltpa_jax.config import defaults as default_config
+from ltpa_jax.data import datasets
 from ltpa_jax.config import fields
 
 # The tables of `fields.FIELDS`: allowed values (for a sequence field, a non-empty subset without
@@ -61,6 +62,7 @@ def validate(config, num_devices: int = 1) -> None:
       problems += _boundary_problems(value, values.get("num_epochs"))
   problems += _device_problems(values, num_devices)
   problems += _grid_problems(values)
+  problems += _statistics_problems(values)
   if values.get("model.dtype") == "float64" and not jax.config.jax_enable_x64:
     problems.append("config.model.dtype: 'float64' needs 64-bit JAX; set JAX_ENABLE_X64=1 (it "
                     "serves tests of exact maths; train with float32 or bfloat16)")
@@ -194,6 +196,27 @@ def _grid_problems(values: dict[str, Any]) -> list[str]:
     problems.append("config.model.compatibility: got 'dp' with model.attention_type='grid'; "
                     "grid gates compute their own additive scores: set model.compatibility='pc' "
                     "(the default, which grid ignores)")
+  return problems
+
+
+def _statistics_problems(values: dict[str, Any]) -> list[str]:
+  """data_mean and data_std, where given: one number per image channel; std positive."""
+  if values.get("dataset") not in datasets.DATASETS:
+    return []
+  info = datasets.DATASETS[values["dataset"]]
+  channels, problems = info.image_shape[-1], []
+  for path, own in (("data_mean", info.mean), ("data_std", info.std)):
+    value = values.get(path)
+    if value is None:
+      continue
+    numbers_ok = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
+    if len(value) != channels or not numbers_ok or (
+        path == "data_std" and not all(v > 0 for v in value)):
+      problems.append(
+          f"config.{path}: got {tuple(value)!r}; {values['dataset']} images have {channels} "
+          f"channel{'s' * (channels > 1)}: give {channels} "
+          f"{'positive ' if path == 'data_std' else ''}number{'s' * (channels > 1)}, e.g. "
+          f"{shlex.quote(f'--config.{path}={own!r}')} (the dataset's own), or None")
   return problems
 
 

@@ -50,13 +50,22 @@ def learning_rate_schedule(config, steps_per_pass: int,
                            hparams: Mapping | None = None) -> optax.Schedule:
   """The learning rate as a function of the SGD step, from the config's schedule in epochs
   (`passes_per_epoch` passes of `steps_per_pass` steps each), starting at `hparams`'
-  learning_rate and decaying by their lr_decay (default: the config's; traced values too)."""
+  learning_rate and decaying by their lr_decay (default: the config's; traced values too).
+
+  With `lr_scheduler_steps_first`, as a torch scheduler stepped at the START of each epoch under
+  PyTorch >= 1.1 (the reference's main.py): its first step skips the schedule's first value, so
+  each decay lands one epoch early.
+  """
   if config.lr_schedule not in SCHEDULES:
     raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, SCHEDULES))}; got "
                      f"{config.lr_schedule!r}")
   hparams = config if hparams is None else hparams
-  return SCHEDULES[config.lr_schedule](config, steps_per_pass * config.passes_per_epoch,
-                                       hparams["learning_rate"], hparams["lr_decay"])
+  steps_per_epoch = steps_per_pass * config.passes_per_epoch
+  schedule = SCHEDULES[config.lr_schedule](config, steps_per_epoch, hparams["learning_rate"],
+                                           hparams["lr_decay"])
+  if config.lr_scheduler_steps_first:  # epoch e trains at the value torch's epoch e + 1 has
+    return lambda step: schedule(step + steps_per_epoch)
+  return schedule
 
 
 def sgd(learning_rate: optax.ScalarOrSchedule, momentum,

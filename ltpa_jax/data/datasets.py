@@ -19,7 +19,9 @@ SPLITS = ("train", "test")
 
 
 DATASETS = {
-    # Reference statistics of the CIFAR-100 train split (the PyTorch code's constants).
+    # CIFAR-100: the constants of the reference table's code (iversonicter/Learn-to-pay-attention,
+    # main.py). SaoYan's train.py uses (0.5071, 0.4867, 0.4408) / (0.2675, 0.2565, 0.2761)
+    # (configs/saoyan_att_*.py, through config.data_mean and config.data_std).
     "cifar100": DatasetInfo(100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     # The others: statistics of their train splits.
     "cifar10": DatasetInfo(10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -41,6 +43,15 @@ class Dataset:
   num_train: int | None  # training examples a run uses; None: not prepared, unknown
   train: Examples | None = None  # None: not read
   test: Examples | None = None
+
+
+def with_statistics(dataset: Dataset, mean: Sequence[float] | None,
+                    std: Sequence[float] | None) -> Dataset:
+  """`dataset` normalised by `mean` and `std` (per channel, on [0, 1] pixels) where given."""
+  info = dataset.info
+  info = dataclasses.replace(info, mean=tuple(info.mean if mean is None else mean),
+                             std=tuple(info.std if std is None else std))
+  return dataclasses.replace(dataset, info=info)
 
 
 def dataset_info(name: str) -> DatasetInfo:

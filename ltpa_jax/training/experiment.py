@@ -105,6 +105,7 @@ def build(config: ml_collections.ConfigDict, num_devices: int = 1,
   else:
     dataset = datasets.load(config.dataset, config.data_dir, config.manual_dir,
                             train_examples=config.train_examples, splits=splits)
+  dataset = datasets.with_statistics(dataset, config.data_mean, config.data_std)
   plan = plan_lib.for_config(config, dataset.num_train) if dataset.num_train else None
   return Experiment(config, dataset, models.create_model(config.model, dataset.info.num_classes),
                     plan)

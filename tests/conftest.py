@@ -1,6 +1,10 @@
 """Shared fixtures: the real datasets (skipped when absent), a run that learned Fashion-MNIST, a
 small fake Fashion-MNIST, x64, and one XLA compilation cache for the whole session. Under
-pytest-xdist each worker process is a session of its own: it makes its own of each."""
+pytest-xdist each worker process is a session of its own: it makes its own of each.
+
+Test tiers: a test marked `slow` (training runs, several processes, installs) runs only in the
+whole suite (`pytest`); every other test is marked `fast` here, for `pytest -m fast`.
+"""
 
 import gzip
 import pathlib
@@ -16,6 +20,12 @@ SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 # Persistent compilation cache options, as environment variables (read by every subprocess's JAX).
 CACHE_OPTIONS = {"jax_compilation_cache_dir": None,
                  "jax_persistent_cache_min_compile_time_secs": 0}
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if item.get_closest_marker("slow") is None:
+      item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -83,7 +83,7 @@ def test_a_holder_not_yet_readable_is_waited_for_while_it_holds_the_flock(tmp_pa
     assert json.loads(lock.read_text())["pid"] == os.getpid()
 
 
-@pytest.fixture(params=[errno.ENOLCK, errno.EOPNOTSUPP])
+@pytest.fixture(params=[errno.ENOLCK, errno.EOPNOTSUPP], ids=["ENOLCK", "EOPNOTSUPP"])
 def no_file_locks(monkeypatch, request):
   """A filesystem without file locks: flock fails as it does there."""
 

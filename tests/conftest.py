@@ -2,11 +2,16 @@
 small fake Fashion-MNIST, x64, and one XLA compilation cache for the whole session. Under
 pytest-xdist each worker process is a session of its own: it makes its own of each.
 
+The tests run on the CPU, whatever accelerator the machine has (their numbers, printed lines and
+warnings are the CPU's): JAX_PLATFORMS is pinned to cpu, unless it names platforms, before JAX
+starts a backend, for this process and the processes the tests start.
+
 Test tiers: a test marked `slow` (training runs, several processes, installs) runs only in the
 whole suite (`pytest`); every other test is marked `fast` here, for `pytest -m fast`.
 """
 
 import gzip
+import os
 import pathlib
 
 import jax
@@ -15,6 +20,9 @@ import pytest
 from tensorflow_datasets.core.download import checksums
 
 from ltpa_jax.data import tfds_builders
+
+os.environ["JAX_PLATFORMS"] = os.environ.get("JAX_PLATFORMS") or "cpu"
+jax.config.update("jax_platforms", os.environ["JAX_PLATFORMS"])
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 # Persistent compilation cache options, as environment variables (read by every subprocess's JAX).

@@ -1,5 +1,8 @@
 """Where a command computes, in words, and the warning for a recipe started on a CPU."""
 
+import os
+import types
+
 import jax
 
 from ltpa_jax.base import devices
@@ -8,10 +11,26 @@ from ltpa_jax.base import devices
 RECIPE_STEPS = 78_200
 
 
-def test_describes_the_devices_the_processes_and_the_dtype():
-  count = len(jax.devices())
-  assert devices.describe("float32") == f"{count} x cpu (cpu), 1 process, float32"
-  assert devices.describe("bfloat16", 1) == "1 x cpu (cpu), 1 process, bfloat16"
+def test_describes_the_devices_the_processes_and_the_dtype(monkeypatch):
+  device = jax.devices()[0]
+  assert devices.describe("float32") == (
+      f"{len(jax.devices())} x {device.device_kind} ({device.platform}), 1 process, float32")
+  assert devices.describe("bfloat16", 1) == (
+      f"1 x {device.device_kind} ({device.platform}), 1 process, bfloat16")
+  gpu = types.SimpleNamespace(device_kind="NVIDIA H200", platform="gpu")
+  monkeypatch.setattr(jax, "devices", lambda: [gpu] * 4)
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  assert devices.describe("bfloat16") == "4 x NVIDIA H200 (gpu), 2 processes, bfloat16"
+
+
+def test_the_tests_run_on_the_cpu_unless_told_otherwise():
+  """tests/conftest.py pins JAX_PLATFORMS to cpu, unless it names platforms, before JAX starts a
+  backend."""
+  platforms = os.environ["JAX_PLATFORMS"]
+  assert jax.config.jax_platforms == platforms
+  if platforms == "cpu":
+    assert jax.default_backend() == "cpu"
+    assert devices.describe("float32", 1) == "1 x cpu (cpu), 1 process, float32"
 
 
 def test_a_recipe_on_a_cpu_is_told_its_time_and_the_fix():

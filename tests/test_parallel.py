@@ -8,7 +8,6 @@ the comparisons run in float64 (JAX_ENABLE_X64, float64 models) within float64 r
 import json
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from ltpa_jax.core import parallel
 from tests import exact
@@ -109,16 +109,51 @@ def test_one_device_is_left_alone():
   np.testing.assert_array_equal(replicated, x)
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
+# train.py, sending itself SIGTERM once its STOP_AT-th SGD step has run (stopping.wait follows
+# each step): where a run stops does not hang on how fast its processes run.
+STOP_AT = 6
+TRAIN_THEN_SIGTERM = f"""
+import runpy
+import signal
+
+from ltpa_jax.base import stopping
+
+wait, steps = stopping.wait, []
 
 
-def _train(workdir, data_dir, devices: int, *flags: str) -> subprocess.Popen:
+def wait_then_stop(tree):
+  result = wait(tree)
+  steps.append(None)
+  if len(steps) == {STOP_AT}:
+    signal.raise_signal(signal.SIGTERM)  # its handler runs before this returns
+  return result
+
+
+stopping.wait = wait_then_stop
+runpy.run_module("ltpa_jax", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.fixture
+def coordinator_port():
+  """A port for the coordinator of `train.py --distributed`, bound here on every address with
+  SO_REUSEPORT, never listening, for the whole test: no other socket can be given it, while the
+  coordinator (gRPC, which sets SO_REUSEPORT too) binds it. A port found free and closed could be
+  taken by another process before the coordinator binds it."""
+  dual = socket.has_dualstack_ipv6()
+  with socket.socket(socket.AF_INET6 if dual else socket.AF_INET, socket.SOCK_STREAM) as s:
+    if dual:
+      s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("::" if dual else "0.0.0.0", 0))
+    yield s.getsockname()[1]
+
+
+def _train(workdir, data_dir, devices: int, *flags: str, stop: bool = False) -> subprocess.Popen:
   """train.py, tiny config in float64, 4 epochs of 4 steps on the fake Fashion-MNIST, on
-  `devices` CPU devices."""
-  command = [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
+  `devices` CPU devices; with `stop`, SIGTERM after step STOP_AT."""
+  program = ["-c", TRAIN_THEN_SIGTERM] if stop else ["train.py"]
+  command = [sys.executable, *program, "--config", "configs/tiny.py", "--workdir", str(workdir),
              "--config.dataset=fashion_mnist", f"--config.data_dir={data_dir}",
              "--config.batch_size=8", "--config.eval_batch_size=4", "--config.num_epochs=4",
              "--config.lr_boundaries_epochs=(2,)", "--config.learning_rate=0.01",
@@ -129,11 +164,14 @@ def _train(workdir, data_dir, devices: int, *flags: str) -> subprocess.Popen:
                           stderr=subprocess.STDOUT, text=True)
 
 
-def _two_processes(workdir, data_dir, *flags: str) -> list[subprocess.Popen]:
-  """train.py --distributed as 2 processes of 2 CPU devices each (gloo collectives)."""
-  port = _free_port()
+def _two_processes(workdir, data_dir, port: int, *flags: str,
+                   stop_second: bool = False) -> list[subprocess.Popen]:
+  """train.py --distributed as 2 processes of 2 CPU devices each (gloo collectives), the
+  coordinator on `port`; with `stop_second`, process 1 alone receives SIGTERM after step
+  STOP_AT."""
   return [_train(workdir, data_dir, 2, "--distributed", f"--coordinator_address=localhost:{port}",
-                 "--num_processes=2", f"--process_id={i}", *flags) for i in range(2)]
+                 "--num_processes=2", f"--process_id={i}", *flags, stop=stop_second and i == 1)
+          for i in range(2)]
 
 
 def _history(workdir):
@@ -142,29 +180,26 @@ def _history(workdir):
 
 
 def test_two_processes_stop_together_resume_and_train_like_one_device(prepared_fake_data,
-                                                                      tmp_path):
-  """`train.py --distributed`, 2 processes x 2 devices: SIGTERM to process 1 alone stops both at
-  the same step with a checkpoint; rerun, they resume and end where one device ends. Process 0
-  alone prints progress and writes the run's files; another config is refused by both."""
+                                                                      tmp_path, coordinator_port):
+  """`train.py --distributed`, 2 processes x 2 devices: SIGTERM to process 1 alone (after its
+  step 6) stops both at that step with a checkpoint; rerun, they resume and end where one device
+  ends. Process 0 alone prints progress and writes the run's files; another config is refused by
+  both."""
   single = _train(tmp_path / "single", prepared_fake_data, 1)
-  first, second = _two_processes(tmp_path / "multi", prepared_fake_data)
-  output = []
-  for line in first.stdout:
-    output.append(line)
-    if line.startswith("epoch 1/4"):
-      second.send_signal(signal.SIGTERM)
-      break
-  output.append(first.communicate(timeout=600)[0])
-  second_output = second.communicate(timeout=600)[0]
-  assert first.returncode == 0 and second.returncode == 0, "".join(output) + second_output
-  assert "Stopped by another process: saved step" in "".join(output) and "epoch 4/4" not in "".join(output)
+  first, second = _two_processes(tmp_path / "multi", prepared_fake_data, coordinator_port,
+                                 stop_second=True)
+  output, second_output = (p.communicate(timeout=600)[0] for p in (first, second))
+  assert first.returncode == 0 and second.returncode == 0, output + second_output
+  assert (f"Stopped by another process: saved step {STOP_AT} (in epoch 2) to {tmp_path / 'multi'}"
+          in output and "epoch 1/4" in output and "epoch 2/4" not in output), output
   assert "epoch" not in second_output and "SIGTERM" not in second_output, second_output
 
-  resumed = _two_processes(tmp_path / "multi", prepared_fake_data)
+  resumed = _two_processes(tmp_path / "multi", prepared_fake_data, coordinator_port)
   outputs = [p.communicate(timeout=600)[0] for p in [single, *resumed]]
   for p, out in zip([single, *resumed], outputs):
     assert p.returncode == 0, out
-  assert "Resuming" in outputs[1] and "epoch 4/4" in outputs[1]
+  assert f"Resuming {tmp_path / 'multi'} at step {STOP_AT} (epoch 2)." in outputs[1], outputs[1]
+  assert "epoch 4/4" in outputs[1], outputs[1]
 
   one, many = _history(tmp_path / "single"), _history(tmp_path / "multi")
   assert [sorted(h) for h in many] == [sorted(h) for h in one]
@@ -174,7 +209,8 @@ def test_two_processes_stop_together_resume_and_train_like_one_device(prepared_f
   assert (run["process_count"], run["device_count"]) == (2, 4)
 
   # Another config on the workdir: process 0 refuses it, and process 1 stops too.
-  refused = _two_processes(tmp_path / "multi", prepared_fake_data, "--config.seed=1")
+  refused = _two_processes(tmp_path / "multi", prepared_fake_data, coordinator_port,
+                           "--config.seed=1")
   outputs = [p.communicate(timeout=600)[0] for p in refused]
   assert all(p.returncode == 2 for p in refused), outputs  # a user's mistake: one line, exit 2
   assert "error: Workdir" in outputs[0] and "of another config (seed: 0 -> 1)" in outputs[0], \

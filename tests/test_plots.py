@@ -1,5 +1,7 @@
-"""plots: attention overlays, the attention grid and learning curves as PNG files."""
+"""plots: attention overlays, the attention grid, learning curves and the other figures as image
+files, their error axes within [0, 100]."""
 
+from matplotlib.figure import Figure
 import numpy as np
 from PIL import Image
 import pytest
@@ -100,3 +102,44 @@ def test_attention_grid_names_true_and_predicted_classes_and_marks_mistakes_red(
 def test_top_classes_are_sorted_most_probable_first():
   assert plots.top_classes([[0.1, 0.5, 0.15, 0.25]]) == [[(1, 0.5), (3, 0.25), (2, 0.15)]]
   assert plots.top_classes([[0.6, 0.4]], k=3) == [[(0, 0.6), (1, 0.4)]]
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+  """The figures saved during the test, in order (saved as ever)."""
+  figures, save = [], Figure.savefig
+
+  def savefig(fig, *args, **kwargs):
+    figures.append(fig)
+    return save(fig, *args, **kwargs)
+
+  monkeypatch.setattr(Figure, "savefig", savefig)
+  return figures
+
+
+def test_every_error_axis_stays_within_0_and_100(tmp_path, saved_figures):
+  """Errors near 0 and 100 (std bars beyond 100): each axis of an error (%) ends within
+  [0, 100]; narrow errors keep a narrow axis."""
+  history = [dict(epoch=e, train_loss=1.0, train_error=error, test_loss=1.0,
+                  test_top1_error=error, test_top5_error=100 - error)
+             for e, error in enumerate((99.9, 50.0, 0.1), 1)]
+  plots.save_learning_curves(history, str(tmp_path / "curves.png"))
+  results = [dict(eps=eps, top1_error=error, top5_error=error) for eps, error in ((0, 0.1),
+                                                                                  (8, 100.0))]
+  plots.save_robustness_curves({"run": {"results": results}}, str(tmp_path / "robustness.png"))
+  errors = [[0.1, 0.3], [50.0, 60.0], [99.0, 100.0, 91.0]]
+  sweeps = [({"learning_rate": [0.01, 0.1, 1.0]}, errors),
+            ({"learning_rate": [0.01, 0.1, 1.0], "seed": [0]}, errors),  # a heatmap
+            ({"learning_rate": [0.01, 0.1, 1.0], "weight_decay": [0.0], "momentum": [0.9]},
+             errors),
+            ({"learning_rate": [0.01, 0.1]}, [[25.2, 25.9], [26.8, 27.3]])]
+  for grid, sweep_errors in sweeps:
+    plots.save_sweep(grid, sweep_errors, str(tmp_path / "sweep.png"))
+  limits = [[(ax.get_ylabel(), *ax.get_ylim()) for ax in fig.axes if "error" in ax.get_ylabel()]
+            for fig in saved_figures]
+  assert [len(axes) for axes in limits] == [1, 2, 1, 1, 3, 1]  # the heatmap's: its colour bar
+  for figure, axes in enumerate(limits):
+    for label, low, high in axes:
+      assert 0 <= low < high <= 100, f"figure {figure}, {label}: {low:g} to {high:g}"
+  _, low, high = limits[-1][0]
+  assert 20 < low < 25.2 and 27.3 < high < 30, (low, high)

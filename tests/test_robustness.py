@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from ltpa_jax.base import devices
 from ltpa_jax.base import errors
 from ltpa_jax.data import input_pipeline
 from ltpa_jax import robustness
@@ -90,7 +91,7 @@ def test_the_command_on_a_run_that_learned(learned_fashion_mnist_run, tmp_path, 
   out = tmp_path / "curves.png"
   printed = robustness.measure([str(workdir)], [0.0, 4.0, 16.0], str(out), examples=2,
                                test_images=TEST_IMAGES)
-  assert capsys.readouterr().out.startswith("Attacking on 1 x cpu (cpu), 1 process, float32.\n")
+  assert capsys.readouterr().out.startswith(f"Attacking on {devices.describe('float32', 1)}.\n")
   print(printed)  # shown with pytest -s
   table, _, wrote = printed.partition("\n\n")
   assert table.splitlines()[0] == f"| eps | {workdir} top-1 | {workdir} top-5 |"

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ltpa_jax.base import devices
 from ltpa_jax.data import datasets
 from ltpa_jax import evaluate_torch
 from ltpa_jax.data import input_pipeline
@@ -369,7 +370,7 @@ def test_evaluate_torch_command_on_a_fake_dataset(ref, tmp_path, fake_fashion_mn
     for name in [name for name in flags.FLAGS if name.startswith("config.")]:
       delattr(flags.FLAGS, name)  # the overrides that parsing --config defined: parse afresh
   printed = capsys.readouterr().out
-  assert printed.startswith("Evaluating on 1 x cpu (cpu), 1 process, float32.\n"), printed
+  assert printed.startswith(f"Evaluating on {devices.describe('float32', 1)}.\n"), printed
   assert (note in printed) if note else ("Ignored" not in printed), printed
   match = re.search(r"\(10 examples\): top-1 error ([\d.]+)%, top-5 error ([\d.]+)%", printed)
   assert match, printed

@@ -113,7 +113,7 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
   config = fake_dataset
   run = train.train_and_evaluate(config, str(tmp_path))
   out = capsys.readouterr().out
-  assert out.startswith(f"Training on {len(jax.devices())} x cpu (cpu), 1 process, float32: "
+  assert out.startswith(f"Training on {devices.describe('float32')}: "
                         "fake, 96 training images; model: ")
   assert "warning" not in out  # a tiny model: no CPU warning
   assert run["final"]["epoch"] == 2 and run["dataset_label"] == "fake"

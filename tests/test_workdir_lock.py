@@ -2,6 +2,8 @@
 another host is explained; the commands that write into runs hold it before any work. (Two
 processes at once, and a resume after SIGKILL: tests/test_reliability.py.)"""
 
+import errno
+import fcntl
 import json
 import os
 import re
@@ -57,6 +59,81 @@ def test_a_lock_left_by_a_dead_process_of_this_host_is_taken_over_with_a_note(tm
   assert capsys.readouterr().out == (
       f"Workdir {tmp_path}: taking over the lock of PID {pid} (since 2026-01-02 03:04:05 UTC), "
       "which ended without releasing it.\n")
+
+
+STARTING = "is in use by another command that is starting"
+UNREADABLE = (b"", b'{"host": "node')  # its writer between creating and writing it, or mid-write
+
+
+@pytest.mark.parametrize("content", UNREADABLE)
+def test_a_holder_not_yet_readable_is_waited_for_while_it_holds_the_flock(tmp_path, content):
+  """The writer flocks the file it made before writing itself there: a command that finds the
+  file unreadable and flocked refuses; once the writer is gone (killed while writing), it takes
+  the file over."""
+  lock = tmp_path / workdir_lock.LOCK_FILE
+  lock.write_bytes(content)
+  with open(lock, "rb") as writer:
+    fcntl.flock(writer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with pytest.raises(workdir_lock.WorkdirLockedError, match=f"^Workdir {tmp_path} {STARTING}\\. "
+                                                              "Wait for it to end"):
+      with workdir_lock.held(str(tmp_path)):
+        pass
+    assert lock.read_bytes() == content  # left to its writer
+  with workdir_lock.held(str(tmp_path)):
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+@pytest.fixture(params=[errno.ENOLCK, errno.EOPNOTSUPP], ids=["ENOLCK", "EOPNOTSUPP"])
+def no_file_locks(monkeypatch, request):
+  """A filesystem without file locks: flock fails as it does there."""
+
+  def flock(fd, operation):
+    raise OSError(request.param, os.strerror(request.param))
+
+  monkeypatch.setattr(fcntl, "flock", flock)
+
+
+def test_without_file_locks_a_live_holder_of_this_host_is_refused_and_a_dead_one_replaced(
+    no_file_locks, tmp_path, capsys):  # pylint: disable=unused-argument
+  workdir = tmp_path / "run"
+  with workdir_lock.held(str(workdir)):
+    with pytest.raises(workdir_lock.WorkdirLockedError,
+                       match=f"^Workdir {workdir} is in use by another command: PID "
+                             f"{os.getpid()} "):
+      with workdir_lock.held(str(workdir)):
+        pass
+  assert os.listdir(workdir) == []  # released
+  write_lock(workdir, socket.gethostname(), os.getppid())  # alive while this test runs
+  with pytest.raises(workdir_lock.WorkdirLockedError,
+                     match=f"^Workdir {workdir} is in use by another command: PID {os.getppid()} "):
+    with workdir_lock.held(str(workdir)):
+      pass
+  pid = dead_pid()
+  write_lock(workdir, socket.gethostname(), pid)
+  with workdir_lock.held(str(workdir)):
+    assert json.loads((workdir / workdir_lock.LOCK_FILE).read_text())["pid"] == os.getpid()
+  assert capsys.readouterr().out == (
+      f"Workdir {workdir}: taking over the lock of PID {pid} (since 2026-01-02 03:04:05 UTC), "
+      "which ended without releasing it.\n")
+
+
+@pytest.mark.parametrize("content", UNREADABLE)
+def test_without_file_locks_a_holder_not_yet_readable_is_refused_with_the_way_out(
+    no_file_locks, tmp_path, content):  # pylint: disable=unused-argument
+  """Only the command that made the file may write itself there: another cannot tell a writer
+  at work from one that ended, and says how to clear the file if none runs."""
+  lock = tmp_path / workdir_lock.LOCK_FILE
+  lock.write_bytes(content)
+  with pytest.raises(workdir_lock.WorkdirLockedError,
+                     match=f"^Workdir {tmp_path} {STARTING}, or that ended while starting: this "
+                           f"filesystem has no file locks to tell which\\. If no command runs on "
+                           f"it, delete {lock}, then run this command again\\.$"):
+    with workdir_lock.held(str(tmp_path)):
+      pass
+  assert lock.read_bytes() == content  # left to its writer
+  lock.unlink()
+  with workdir_lock.held(str(tmp_path)):
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
 
 
 def test_a_lock_from_another_host_says_how_to_clear_it(tmp_path):

@@ -145,7 +145,14 @@ def save_learning_curves(history: Sequence[Mapping[str, float]], path: str):
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
+  _bound_error_axis(error_ax)
   fig.savefig(path, dpi=100)
+
+
+def _bound_error_axis(ax):
+  """Keeps the autoscaled y axis of an error (%) within [0, 100], where errors lie."""
+  low, high = ax.get_ylim()
+  ax.set_ylim(max(low, 0.0), min(high, 100.0))
 
 
 def _rgb(images) -> np.ndarray:
@@ -187,6 +194,7 @@ def save_robustness_curves(runs: Mapping[str, Mapping], path: str):
     ax.set_ylabel(f"test {title} error (%)")
     ax.grid(alpha=0.3)
     ax.legend()
+    _bound_error_axis(ax)
   fig.savefig(path, dpi=100)
 
 
@@ -264,5 +272,6 @@ def save_sweep(grid: Mapping[str, Sequence[float]], errors: Sequence[Sequence[fl
       ax.set_xlabel(field)
       ax.set_ylabel("final test top-1 error %")
       ax.grid(alpha=0.3)
+      _bound_error_axis(ax)
   fig.suptitle(title, fontsize=10)
   fig.savefig(path, dpi=100)

@@ -6,7 +6,9 @@ lock, `held(workdir)`, while it works; a second command on that workdir ends at 
 `<workdir>/lock.json` ({"host", "pid", "since"}), held by an flock that the kernel drops when
 its process ends, however it ends. A lock file left behind by a killed process is taken over,
 with a note, when its holder was on this host; one left by another host is refused with the
-way to clear it (the holder may still run there: only a person can tell).
+way to clear it (the holder may still run there: only a person can tell). On a filesystem without
+file locks only the PID in the file tells: a file that names no holder yet is refused unless this
+command made it.
 """
 
 from __future__ import annotations
@@ -69,12 +71,17 @@ def _held(workdir: str):
 def _acquire(workdir: str, path: str) -> int:
   """The open lock file `path`, flocked and naming this process."""
   while True:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, made = _open(path)
     try:
       locked = _flock(fd)
       holder = _read(fd)
       if locked is False:
         raise WorkdirLockedError(_in_use(workdir, holder))
+      if locked is None and holder is None and not made:  # its maker may be writing it
+        raise WorkdirLockedError(
+            f"Workdir {workdir} is in use by another command that is starting, or that ended "
+            f"while starting: this filesystem has no file locks to tell which. If no command "
+            f"runs on it, delete {path}, then run this command again.")
       if os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path)):
         if holder is not None:
           _take_over(workdir, path, holder, flocked=locked)
@@ -86,6 +93,17 @@ def _acquire(workdir: str, path: str) -> int:
       os.close(fd)
       raise
     os.close(fd)  # a holder released (removed) the file between open and flock: again
+
+
+def _open(path: str) -> tuple[int, bool]:
+  """`path` opened read-write, made if absent, and whether this call made it."""
+  while True:
+    try:
+      return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+    except FileExistsError:
+      pass
+    with contextlib.suppress(FileNotFoundError):  # its holder removed it since: again
+      return os.open(path, os.O_RDWR), False
 
 
 def _flock(fd: int) -> bool | None:

@@ -42,12 +42,13 @@ SCREEN = 50  # lines: a --help shows the command's flags, not the whole config
 # table's default configs.
 IMPORT_AND_LOAD_CONFIGS = """import json, sys
 import ltpa_jax.training.loop
-from ltpa_jax import default_config, table
+from ltpa_jax import default_config
+from ltpa_jax.analysis import studies
 print(ltpa_jax.training.loop.__file__)
 print(default_config.configs_dir())
 print(json.dumps([json.loads(default_config.from_file(n).to_json()) for n in sys.argv[1:]]))
 print(json.dumps({n: json.loads(c.to_json())
-                  for n, c in table.named_configs(table.CONFIGS, {}).items()}))
+                  for n, c in studies.named_configs(studies.CONFIGS, {}).items()}))
 """
 
 

@@ -19,7 +19,7 @@ from ltpa_jax.core import optim
 from ltpa_jax import report
 from ltpa_jax.rundir import results
 from ltpa_jax.base import stopping
-from ltpa_jax import sweep
+from ltpa_jax.analysis import studies
 from ltpa_jax.training import loop as train
 from ltpa_jax.rundir import workdir as workdir_lib
 from tests import exact
@@ -51,11 +51,11 @@ def test_a_sweep_stopped_and_resumed_is_each_runs_single_run(fake_dataset, tmp_p
     with monkeypatch.context() as patch:
       patch.setattr(stopping, "StopSignals", StopAfterTheFirstCall)
       patch.setattr(stopping, "wait", lambda tree: calls.append(tree) or wait(tree))
-      assert sweep.train_sweep(config, str(workdir), GRID, [0, 1]) is None
+      assert studies.train_sweep(config, str(workdir), GRID, [0, 1]) is None
     runs = grid.runs(config, str(workdir), GRID, [0, 1])
     for path, _ in runs:
       assert os.listdir(os.path.join(path, "checkpoints")) == ["1"]
-    table = sweep.train_sweep(config, str(workdir), GRID, [0, 1], seed_layout="loop")
+    table = studies.train_sweep(config, str(workdir), GRID, [0, 1], seed_layout="loop")
     alone = []
     for i, (path, _) in enumerate(runs):
       own = workdir_lib.read_config(os.path.join(path, "config.json"))
@@ -93,9 +93,9 @@ def test_a_sweep_stopped_and_resumed_is_each_runs_single_run(fake_dataset, tmp_p
   assert (workdir / "sweep.png").stat().st_size > 0
   assert (workdir / "sweep.md").read_text() == table.split("\n\nWritten to")[0] + "\n"
   # Finished: reprinted, not retrained; another grid in the same workdir is refused.
-  assert sweep.train_sweep(config, str(workdir), GRID, [0, 1]) == table
+  assert studies.train_sweep(config, str(workdir), GRID, [0, 1]) == table
   with pytest.raises(errors.UserError, match="holds another sweep"):
-    sweep.train_sweep(config, str(workdir), {"learning_rate": (0.1,)}, [0, 1])
+    studies.train_sweep(config, str(workdir), {"learning_rate": (0.1,)}, [0, 1])
 
 
 def test_the_grid_names_each_run_by_its_values_and_refuses_other_fields(tmp_path):

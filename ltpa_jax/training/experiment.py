@@ -59,6 +59,12 @@ class Experiment:
     """`steps.predictions` of the model, jitted: (state, images) -> (logits, maps)."""
     return jax.jit(functools.partial(steps.predictions, self.model, self.dataset.info))
 
+  def evaluation(self, batch_size: int | None = None):
+    """`steps.evaluate` of the model, jitted: (state, data) -> metrics, in batches of
+    `batch_size` (default: the config's eval_batch_size), on one device."""
+    return jax.jit(functools.partial(steps.evaluate, self.model, self.dataset.info,
+                                     batch_size or self.config.eval_batch_size))
+
   def compiled_steps(self, layout, state, data: datasets.Examples, rng,
                      hparams) -> parallel.CompiledSteps:
     """`train_steps` in `layout` (one run or a run axis), compiled per call shape on first use,

@@ -32,6 +32,7 @@ from ml_collections import config_flags
 from ltpa_jax.base import compilation_cache
 from ltpa_jax.base import errors
 from ltpa_jax.config import defaults as default_config
+from ltpa_jax.config import files as config_files
 from ltpa_jax.rundir import workdir
 
 flags.disclaim_key_flags()  # the flags defined here belong to the command, in its --help
@@ -53,27 +54,25 @@ class Call:
 
 class _ConfigFileParser(flags.ArgumentParser):
   """A config by path or name: a Python file with get_config() (configs/*.py, or a config of
-  configs/ by name, see `default_config.find`), parsed by ml_collections' `python_parser`, or a
-  run's config.json."""
-
-  def __init__(self, python_parser: flags.ArgumentParser):
-    self._python_parser = python_parser
+  configs/ by name, see `default_config.find`; what follows a colon is get_config's argument),
+  or a run's config.json."""
 
   def parse(self, path):
-    # ml_collections passes what follows a colon to get_config
     file, colon, argument = path.partition(":")
     try:
       file = default_config.find(file)
     except FileNotFoundError as e:
       raise ValueError(f"{str(e).rstrip('.')}, or a run's config.json.") from None
-    if not file.endswith(".json"):
-      return self._python_parser.parse(file + colon + argument)
-    config = workdir.read_config(file)
-    config.lock()
+    if file.endswith(".json"):
+      config = workdir.read_config(file)
+    else:
+      config = config_files.load(file, *([argument] if colon else []))
+    if callable(getattr(config, "lock", None)):
+      config.lock()
     return config
 
   def flag_type(self):
-    return self._python_parser.flag_type()
+    return "config object"
 
 
 def define_config_flag(flag_values: flags.FlagValues):
@@ -82,8 +81,7 @@ def define_config_flag(flag_values: flags.FlagValues):
       "config", None, "A config: a name (vgg19_att, tiny, ...: the files of configs/), a "
       "config file (yours), or a run's config.json; then --config.<field>=value overrides.",
       flag_values=flag_values)
-  flag = flag_values["config"]
-  flag.parser = _ConfigFileParser(flag.parser)
+  flag_values["config"].parser = _ConfigFileParser()
 
 
 def define_config_overrides(flag_values: flags.FlagValues, help_string: str):
@@ -152,7 +150,7 @@ class Command:
       raise SystemExit(EXIT_STATUS) from None
 
   def _parse_and_work(self, argv: list[str]):
-    flag_values = self._flag_values()
+    flag_values = flag_values_of(self._define_flags)
     if any(arg in HELP for arg in argv[:argv.index("--") if "--" in argv else None]):
       print(self._help(flag_values))
       raise SystemExit(0)
@@ -163,24 +161,25 @@ class Command:
     compilation_cache.use(flag_values.compilation_cache)
     self._work(Call(flag_values, args, resume_command(self.module, flag_values, argv)))
 
-  def _flag_values(self) -> flags.FlagValues:
-    flag_values = flags.FlagValues()
-    self._define_flags(flag_values)
-    flags.DEFINE_bool("debug", False, "On an error, show its traceback (as -v 1 does).",
-                      flag_values=flag_values)
-    flags.DEFINE_integer("verbosity", -1, "0: the libraries' logs too; 1: also an error's "
-                         "traceback.", short_name="v",
-                         flag_values=flag_values)
-    flags.DEFINE_string("compilation_cache", compilation_cache.DEFAULT_DIR,
-                        "Folder of the persistent XLA compilation cache, where a restarted or "
-                        "resumed run finds its compiled programs; empty: off.",
-                        flag_values=flag_values)
-    return flag_values
-
   def _help(self, flag_values: flags.FlagValues) -> str:
     doc = sys.modules[self._work.__module__].__doc__.rstrip()
     args = f"\n\narguments: {self._args}" if self._args else ""
     return f"{doc}{args}\n\nflags:\n\n{flag_values.get_help(include_special_flags=False).strip()}"
+
+
+def flag_values_of(define_flags: Callable[[flags.FlagValues], None]) -> flags.FlagValues:
+  """A new FlagValues holding the flags `define_flags` defines and the runner's own."""
+  flag_values = flags.FlagValues()
+  define_flags(flag_values)
+  flags.DEFINE_bool("debug", False, "On an error, show its traceback (as -v 1 does).",
+                    flag_values=flag_values)
+  flags.DEFINE_integer("verbosity", -1, "0: the libraries' logs too; 1: also an error's "
+                       "traceback.", short_name="v", flag_values=flag_values)
+  flags.DEFINE_string("compilation_cache", compilation_cache.DEFAULT_DIR,
+                      "Folder of the persistent XLA compilation cache, where a restarted or "
+                      "resumed run finds its compiled programs; empty: off.",
+                      flag_values=flag_values)
+  return flag_values
 
 
 def resume_command(module: str, flag_values: flags.FlagValues, argv: Sequence[str]) -> str:

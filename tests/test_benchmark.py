@@ -11,6 +11,7 @@ import pytest
 from configs import vgg19
 from configs import vgg19_att
 from configs import vgg19_att_grid
+from ltpa_jax import benchmark
 from ltpa_jax.analysis import speed
 from ltpa_jax.model import models
 
@@ -56,7 +57,7 @@ def test_peak_tflops_table():
   assert speed.peak_tflops("TPU v4", "float32") is None
 
 
-def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path):
+def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path, capsys):
   """Two runs of a sweep (learning rates 0.05 and 0.1) trained together."""
   out = tmp_path / "bench.json"
   command = [sys.executable, "-m", "ltpa_jax.benchmark", "--config", "configs/tiny.py",
@@ -95,5 +96,8 @@ def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path):
   assert report["peak_tflops_per_second"] is None and report["fraction_of_peak"] is None
   assert "3x" in report["flops_note"]
   # Never overwritten.
-  again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert again.returncode != 0 and "exists" in again.stderr
+  with pytest.raises(SystemExit) as again:
+    benchmark.main(command[3:])
+  assert again.value.code == 2
+  assert capsys.readouterr().err == (f"error: --out {out} exists; not overwriting it. Choose "
+                                     "another path.\n")

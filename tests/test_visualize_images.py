@@ -16,6 +16,7 @@ from ltpa_jax.base import errors
 from ltpa_jax.training import experiment
 from ltpa_jax.data import image_files
 from ltpa_jax.training import loop as train
+from ltpa_jax import visualize
 from ltpa_jax.analysis import attention
 from ltpa_jax.rundir import workdir as workdir_lib
 from tests import test_cli_errors
@@ -166,6 +167,7 @@ def test_crop_keeps_the_centre_and_stretching_keeps_everything(tmp_path):
     (("--images", "a.png", "--indices", "0"), "Give --images or --indices, not both."),
     (("a.png",), "Unexpected arguments ['a.png']: give image files after --images."),
 ])
-def test_image_flag_mistakes_are_one_line(args, message, tmp_path):
-  result = test_cli_errors.run("ltpa_jax.visualize", f"--workdir={tmp_path}", *args)
-  assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
+def test_image_flag_mistakes_are_one_line(args, message, tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_:
+    visualize.main([f"--workdir={tmp_path}", *args])
+  assert (exit_.value.code, capsys.readouterr().err) == (2, f"error: {message}\n")

@@ -11,6 +11,7 @@ import ml_collections
 from ltpa_jax.analysis import tables
 from ltpa_jax.base import errors
 from ltpa_jax.config import defaults as default_config
+from ltpa_jax.config import files as config_files
 from ltpa_jax.config import validation as config_validation
 from ltpa_jax.data import datasets
 from ltpa_jax.rundir import workdir_lock
@@ -52,7 +53,7 @@ def named_configs(paths: Sequence[str], overrides: Mapping) -> dict[str, ml_coll
                            "trains in workdir/<file name>/, so their names must differ.")
   configs = {}
   for name, path in zip(names, paths):
-    configs[name] = default_config.from_file(path)
+    configs[name] = config_files.load(default_config.find(path))
     configs[name].update_from_flattened_dict(dict(overrides))
   return configs
 

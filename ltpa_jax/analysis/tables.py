@@ -236,15 +236,18 @@ def sweep_markdown(workdir: str) -> str:
 
 def write_sweep(workdir: str) -> str:
   """`sweep_markdown`, also written to workdir/sweep.md, and workdir/sweep.png; both made anew
-  from the runs' results. Returns the table and where they went."""
+  from the runs' results. Returns the table and the files written, saying if they replaced
+  earlier ones."""
   table = sweep_markdown(workdir)
   grid, _, per_point, _ = _sweep_results(workdir)
   errors = [[r["final"]["test_top1_error"] for r in runs] for runs in per_point]
-  with open(os.path.join(workdir, SWEEP_TABLE), "w") as f:
+  paths = [os.path.join(workdir, name) for name in (SWEEP_TABLE, SWEEP_FIGURE)]
+  replaced = any(os.path.exists(path) for path in paths)
+  with open(paths[0], "w") as f:
     f.write(table + "\n")
-  figure = os.path.join(workdir, SWEEP_FIGURE)
-  plots.save_sweep(grid, errors, figure, title=f"{workdir}: final test top-1 error %")
-  return f"{table}\n\nWritten to {os.path.join(workdir, SWEEP_TABLE)} and {figure}."
+  plots.save_sweep(grid, errors, paths[1], title=f"{workdir}: final test top-1 error %")
+  written = "Rewritten from the runs' results:" if replaced else "Written to"
+  return f"{table}\n\n{written} {paths[0]} and {paths[1]}."
 
 
 def collect(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[str]]:

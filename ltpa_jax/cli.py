@@ -84,14 +84,6 @@ def define_config_flag(flag_values: flags.FlagValues):
   flag_values["config"].parser = _ConfigFileParser()
 
 
-def define_config_overrides(flag_values: flags.FlagValues, help_string: str):
-  """Defines --config.<field>=value overrides of the default config (no --config itself); read
-  them with `config_flags.get_override_values(flag_values["config"])`."""
-  config_flags.DEFINE_config_dict("config", default_config.get_config(), help_string,
-                                  flag_values=flag_values)
-  flag_values["config"].default_as_str = None  # --help: not the whole default config
-
-
 def int_list(flag) -> list[int]:
   """The values of a list flag (`flags.DEFINE_list`, e.g. --seeds 0,1,2) as ints."""
   try:

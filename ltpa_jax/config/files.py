@@ -34,10 +34,12 @@ def load(path: str, *arguments: str) -> ml_collections.ConfigDict:
 
 def _error(path: str, error: Exception) -> errors.UserError:
   """The line of `error`, raised by the config file `path` (or a file it runs)."""
+  same = lambda file: os.path.abspath(file) == os.path.abspath(path)
   if isinstance(error, SyntaxError) and error.filename:
-    where, message = f"{error.filename}, line {error.lineno}", error.msg
+    file = path if same(error.filename) else error.filename  # as the user gave it
+    where, message = f"{file}, line {error.lineno}", error.msg
   else:
     lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
-             if os.path.abspath(frame.filename) == os.path.abspath(path)]
+             if same(frame.filename)]
     where, message = (f"{path}, line {lines[-1]}" if lines else path), str(error)
   return errors.UserError(f"{where}: {type(error).__name__}: {message}")

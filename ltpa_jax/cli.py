@@ -128,8 +128,7 @@ class Command:
     debug = _wants_traceback(argv)
     errors.verbose = debug
     try:
-      with _as_sys_argv([self.module, *argv]):  # config_flags reads --config.<field> there
-        self._parse_and_work(argv)
+      self._parse_and_work(argv)
     except Exception as error:  # pylint: disable=broad-except
       line = None if debug else _one_line(error)
       if line is None:
@@ -217,7 +216,8 @@ def _parse(flag_values: flags.FlagValues, argv: list[str]) -> list[str]:
   arguments."""
   flag_values.set_gnu_getopt(True)
   try:
-    return flag_values(argv)[1:]
+    with _as_sys_argv(argv):  # config_flags reads the --config.<field> overrides there
+      return flag_values(argv)[1:]
   except (AttributeError, KeyError) as e:  # ml_collections: an override of a missing field
     while e.args and isinstance(e.args[0], Exception):  # AttributeError(KeyError(message))
       e = e.args[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import shlex
 from typing import Callable, Sequence
 
 import jax
@@ -91,9 +90,7 @@ class Experiment:
           saved, _, step = ckpt.restore(step, self.abstract_checkpoint(), jax.random.key(0))
           return saved["state"], step
     raise errors.UserError(
-        f"No checkpoint in {workdir}: train the run first (python -m ltpa_jax --config "
-        f"{shlex.quote(os.path.join(workdir, workdir_lib.CONFIG_FILE))} --workdir "
-        f"{shlex.quote(workdir)}).")
+        f"No checkpoint in {workdir}: train the run first ({workdir_lib.train_command(workdir)}).")
 
 
 def build(config: ml_collections.ConfigDict, num_devices: int = 1,

@@ -9,33 +9,31 @@ its seed, checkpoints, history.json, TensorBoard, figures, results.json); the sa
 resumes them together (`train.train_and_evaluate` with seeds).
 """
 
-import shlex
-import sys
-
-from absl import app
 from absl import flags
 
 from ltpa_jax import cli
 from ltpa_jax.core import parallel
 from ltpa_jax.training import loop as train
 
-FLAGS = flags.FLAGS
 
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  resume = shlex.join([sys.executable, "-m", "ltpa_jax.replicas", *sys.argv[1:]])
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir, seeds=cli.int_list(FLAGS["seeds"]),
-                           seed_layout=FLAGS.seed_layout, resume_command=resume)
-
-
-if __name__ == "__main__":  # flags defined here only: importing this module defines none
-  cli.define_config_flag()
-  flags.DEFINE_list("seeds", None, "Comma-separated seeds, one run each, e.g. 0,1,2.")
-  flags.DEFINE_string("workdir", None, "Directory for the runs (seed_<s>/ each).")
+def define_flags(flag_values: flags.FlagValues):
+  cli.define_config_flag(flag_values)
+  flags.DEFINE_list("seeds", None, "Comma-separated seeds, one run each, e.g. 0,1,2.",
+                    flag_values=flag_values)
+  flags.DEFINE_string("workdir", None, "Directory for the runs (seed_<s>/ each).",
+                      flag_values=flag_values)
   flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How the seeds' steps run "
                     "in one program: vmapped (batched convolutions) or one after another. The "
-                    "same maths; a run may resume in the other layout.")
-  flags.mark_flags_as_required(["config", "seeds", "workdir"])
-  cli.run(main)
+                    "same maths; a run may resume in the other layout.", flag_values=flag_values)
+  flags.mark_flags_as_required(["config", "seeds", "workdir"], flag_values=flag_values)
+
+
+@cli.command(define_flags)
+def main(call: cli.Call):
+  f = call.flags
+  train.train_and_evaluate(f.config, f.workdir, seeds=cli.int_list(f["seeds"]),
+                           seed_layout=f.seed_layout, resume_command=call.resume_command)
+
+
+if __name__ == "__main__":
+  main.run()

@@ -13,65 +13,46 @@ ordinary run whose config.json records its own values (`report`, `visualize`, `r
 `python -m ltpa_jax --config <run>/config.json --workdir <run>` treat it like any other).
 
 A stop saves every run; the same command resumes them, and reprints a finished sweep without
-training. At the end it prints the sweep's table (`report.sweep_markdown`: each grid point's
+training. At the end it prints the sweep's table (`tables.sweep_markdown`: each grid point's
 final and best test errors, mean ± std over seeds), writes it to workdir/sweep.md and plots
 workdir/sweep.png (`plots.sweep`). Runs past what the device's memory holds are refused before
 compiling, naming the largest count that fits (`memory`).
 """
 
-from __future__ import annotations
-
-import shlex
-import sys
-from typing import Sequence
-
-from absl import app
 from absl import flags
 
 from ltpa_jax import cli
-from ltpa_jax.training import grid as grid_lib
+from ltpa_jax.analysis import studies
 from ltpa_jax.core import parallel
-from ltpa_jax import report
-from ltpa_jax.training import loop as train
+from ltpa_jax.training import grid as grid_lib
 
 
-def train_sweep(config, workdir: str, sweep: grid_lib.Grid, seeds: Sequence[int],
-                seed_layout: str = "vmap", resume_command: str | None = None) -> str | None:
-  """Trains every run of the sweep together; returns its table (`report.sweep_markdown`), also
-  in workdir/sweep.md, with workdir/sweep.png; None after a stop."""
-  grid_lib.runs(config, workdir, sweep, seeds)  # checks grid and seeds before workdir is touched
-  grid_lib.record(workdir, sweep, seeds)
-  if train.train_and_evaluate(config, workdir, seeds=seeds, seed_layout=seed_layout,
-                              resume_command=resume_command, sweep=sweep) is None:
-    return None
-  return report.write_sweep(workdir)
+def define_flags(flag_values: flags.FlagValues):
+  cli.define_config_flag(flag_values)
+  flags.DEFINE_multi_string(
+      "sweep", None, f"field=v1,v2,...: values of one field, repeated for each swept field; the "
+      f"grid is every combination. Only {grid_lib.VARYING} can vary in one program: any other "
+      "field is refused (train its values as runs of their own, e.g. with ltpa_jax.table).",
+      flag_values=flag_values)
+  flags.DEFINE_list("seeds", None, "Comma-separated seeds, each grid point trained with each "
+                    "(default: the config's seed).", flag_values=flag_values)
+  flags.DEFINE_string("workdir", None, "Directory of the sweep: <grid point>/seed_<s>/ each run, "
+                      "sweep.json, sweep.md, sweep.png.", flag_values=flag_values)
+  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How the runs' steps run in "
+                    "one program: vmapped (batched convolutions) or one after another. The same "
+                    "maths; a sweep may resume in the other layout.", flag_values=flag_values)
+  flags.mark_flags_as_required(["config", "sweep", "workdir"], flag_values=flag_values)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = FLAGS.config
-  seeds = cli.int_list(FLAGS["seeds"]) if FLAGS.seeds else [config.seed]
-  resume = shlex.join([sys.executable, "-m", "ltpa_jax.sweep", *sys.argv[1:]])
-  table = train_sweep(config, FLAGS.workdir, grid_lib.parse(FLAGS.sweep), seeds,
-                      FLAGS.seed_layout, resume)
+@cli.command(define_flags)
+def main(call: cli.Call):
+  f = call.flags
+  seeds = cli.int_list(f["seeds"]) if f.seeds else [f.config.seed]
+  table = studies.train_sweep(f.config, f.workdir, grid_lib.parse(f.sweep), seeds,
+                              f.seed_layout, call.resume_command)
   if table is not None:
     print(f"\n{table}")
 
 
-if __name__ == "__main__":  # flags defined here only: importing this module defines none
-  FLAGS = flags.FLAGS
-  cli.define_config_flag()
-  flags.DEFINE_multi_string(
-      "sweep", None, f"field=v1,v2,...: values of one field, repeated for each swept field; the "
-      f"grid is every combination. Only {grid_lib.VARYING} can vary in one program: any other "
-      "field is refused (train its values as runs of their own, e.g. with ltpa_jax.table).")
-  flags.DEFINE_list("seeds", None, "Comma-separated seeds, each grid point trained with each "
-                    "(default: the config's seed).")
-  flags.DEFINE_string("workdir", None, "Directory of the sweep: <grid point>/seed_<s>/ each run, "
-                      "sweep.json, sweep.md, sweep.png.")
-  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How the runs' steps run in "
-                    "one program: vmapped (batched convolutions) or one after another. The same "
-                    "maths; a sweep may resume in the other layout.")
-  flags.mark_flags_as_required(["config", "sweep", "workdir"])
-  cli.run(main)
+if __name__ == "__main__":
+  main.run()

@@ -4,115 +4,51 @@
     python -m ltpa_jax.visualize --workdir runs/vgg19_att --images photo1.jpg photo2.png --crop
 """
 
-import os
-import sys
-
-from absl import app
 from absl import flags
-import jax
-import numpy as np
 
 from ltpa_jax import cli
+from ltpa_jax.analysis import attention
 from ltpa_jax.base import errors
-from ltpa_jax.training import experiment as experiment_lib
-from ltpa_jax.data import image_files
-from ltpa_jax.data import input_pipeline
-from ltpa_jax.rundir import plots
-from ltpa_jax.rundir import workdir as workdir_lib
-
-_WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir (holds config.json, checkpoints).")
-_OUT = flags.DEFINE_string("out", "attention.png", "Image file to write (.png, .pdf, ...).")
-_INDICES = flags.DEFINE_list("indices", [str(i) for i in range(8)], "Test image indices.")
-_IMAGES = flags.DEFINE_multi_string(
-    "images", None, "Your own image files (any format Pillow reads), instead of test images; "
-    "repeat the flag or list them after it: --images a.jpg b.png.")
-_CROP = flags.DEFINE_bool("crop", False, "With --images: centre-crop each image to the model's "
-                          "aspect before resizing it (default: stretch it).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint (SGD step; default: the latest).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir, if not the run's.")
 
 
-def read_run_config(workdir: str, data_dir: str | None = None):
-  """The config of the attention run in `workdir` (reading data from `data_dir` if given);
-  UserError if there is none (`workdir.read_run_config`) or it has no attention."""
-  config = workdir_lib.read_run_config(workdir, data_dir)
-  if not config.model.attention:
-    raise errors.UserError(f"The run in {workdir} has no attention (config.model.attention="
-                           "False): give the workdir of a run of an attention config, e.g. "
-                           "configs/vgg19_att.py.")
-  return config
+def define_flags(flag_values: flags.FlagValues):
+  flags.DEFINE_string("workdir", None, "A run's workdir (holds config.json, checkpoints).",
+                      flag_values=flag_values)
+  flags.DEFINE_string("out", "attention.png", "Image file to write (.png, .pdf, ...).",
+                      flag_values=flag_values)
+  flags.DEFINE_list("indices", [str(i) for i in range(8)], "Test image indices.",
+                    flag_values=flag_values)
+  flags.DEFINE_multi_string(
+      "images", None, "Your own image files (any format Pillow reads), instead of test images; "
+      "repeat the flag or list them after it: --images a.jpg b.png.", flag_values=flag_values)
+  flags.DEFINE_bool("crop", False, "With --images: centre-crop each image to the model's aspect "
+                    "before resizing it (default: stretch it).", flag_values=flag_values)
+  flags.DEFINE_integer("step", None, "Checkpoint (SGD step; default: the latest).",
+                       flag_values=flag_values)
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir, if not the run's.",
+                      flag_values=flag_values)
+  flags.mark_flag_as_required("workdir", flag_values=flag_values)
 
 
-def predict(experiment, workdir: str, images, step=None):
-  """(softmax probabilities (N, classes), attention maps, step) of uint8 images (N, 32, 32, C)
-  under the run's checkpoint of SGD `step` (default: the latest)."""
-  state, step = experiment.restore_state(workdir, step)
-  logits, maps = experiment.predict(state, images)
-  return np.asarray(jax.nn.softmax(logits)), maps, step
+def _check_images(call: cli.Call) -> list[str]:
+  """The image files: --images, and the arguments after it (--images a.jpg b.png)."""
+  if call.args and not call.flags.images:
+    raise errors.UserError(f"Unexpected arguments {call.args}: give image files after --images.")
+  images = (call.flags.images or []) + call.args
+  if images and call.flags["indices"].present:
+    raise errors.UserError("Give --images or --indices, not both.")
+  return images
 
 
-def render(workdir: str, out: str, indices, step=None, data_dir=None) -> str:
-  """Writes the attention grid of test images `indices` under the checkpoint of SGD `step`."""
-  plots.check_image_path(out)
-  experiment = experiment_lib.build(read_run_config(workdir, data_dir), splits=("test",))
-  test = experiment.dataset.test
-  outside = [i for i in indices if not 0 <= i < len(test.labels)]
-  if outside:
-    raise errors.UserError(f"Test images {outside} do not exist: the test split has "
-                           f"{len(test.labels)} images, 0 to {len(test.labels) - 1}.")
-  images = np.asarray(input_pipeline.pad_to_32(test.images[np.asarray(indices)]))
-  probabilities, maps, step = predict(experiment, workdir, images, step)
-  plots.save_attention_grid(images, maps, out, test.labels[np.asarray(indices)],
-                            experiment.dataset.class_names, probabilities)
-  return f"Wrote {out}: attention of test images {list(indices)} after step {step}."
-
-
-def render_images(workdir: str, out: str, paths, crop=False, step=None, data_dir=None) -> str:
-  """Writes the attention grid of the image files `paths`, resized (`crop`: centre-cropped) to
-  the run's input; returns what it wrote and each image's top-3 classes, one line each.
-
-  A file that cannot be read is named on stderr, one line each, and left out; UserError naming
-  each file when none can be read.
-  """
-  plots.check_image_path(out)
-  config = read_run_config(workdir, data_dir)
-  experiment = experiment_lib.build(config, splits=())
-  images, names, problems = image_files.read(paths, experiment.dataset.info.image_shape, crop)
-  if images is None:
-    raise errors.UserError("Nothing drawn: no file given to --images is an image Pillow reads:"
-                           + "".join(f"\n  {problem}" for problem in problems))
-  for problem in problems:
-    print(f"error: {problem} Drawing the other images.", file=sys.stderr)
-  images = np.asarray(input_pipeline.pad_to_32(images))
-  probabilities, maps, step = predict(experiment, workdir, images, step)
-  class_names = experiment.dataset.class_names
-  if class_names is None:
-    print(f"note: {config.dataset!r} is not prepared in data_dir {config.data_dir}: classes are "
-          "shown by number (give --data_dir for their names).", file=sys.stderr)
-  plots.save_attention_grid(images, maps, out, class_names=class_names,
-                            probabilities=probabilities,
-                            row_names=[os.path.basename(n) for n in names])
-  lines = [f"{path}: " + ", ".join(f"{plots.class_name(c, class_names)} {100 * p:.2f}%"
-                                  for c, p in top)
-           for path, top in zip(names, plots.top_classes(probabilities))]
-  drawn = f"{len(names)} image{'s' * (len(names) > 1)}"
-  return "\n".join([f"Wrote {out}: attention of {drawn} after step {step}."] + lines)
-
-
-def main(argv):
-  images = (_IMAGES.value or []) + argv[1:]  # --images a.jpg b.png: b.png is left in argv
-  if argv[1:] and not _IMAGES.value:
-    raise app.UsageError(f"Unexpected arguments {argv[1:]}: give image files after --images.")
-  if images and _INDICES.present:
-    raise app.UsageError("Give --images or --indices, not both.")
+@cli.command(define_flags, args="image files, after --images")
+def main(call: cli.Call):
+  f = call.flags
+  images = _check_images(call)
   if images:
-    print(render_images(_WORKDIR.value, _OUT.value, images, _CROP.value, _STEP.value,
-                        _DATA_DIR.value))
+    print(attention.render_images(f.workdir, f.out, images, f.crop, f.step, f.data_dir))
   else:
-    print(render(_WORKDIR.value, _OUT.value, cli.int_list(_INDICES), _STEP.value,
-                 _DATA_DIR.value))
+    print(attention.render(f.workdir, f.out, cli.int_list(f["indices"]), f.step, f.data_dir))
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("workdir")
-  cli.run(main)
+  main.run()

@@ -12,6 +12,7 @@ from configs import vgg19
 from configs import vgg19_att
 from configs import vgg19_att_grid
 from ltpa_jax import benchmark
+from ltpa_jax.analysis import speed
 from ltpa_jax.model import models
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -32,31 +33,31 @@ TRUNK_FLOPS = sum(conv(*c) for c in TRUNK) + conv(1, 512, 512, k=1)  # + `dense`
 
 def test_forward_flops_match_a_hand_count_of_full_width_vgg19():
   plain = models.create_model(vgg19.get_config().model, 100)
-  assert benchmark.forward_flops(plain) == TRUNK_FLOPS + 2 * 512 * 100
+  assert speed.forward_flops(plain) == TRUNK_FLOPS + 2 * 512 * 100
   # Attention: project l1 256 -> 512 (1x1); per layer the shared u (512 -> 1, 1x1) on l + g and
   # the weighted sum of l; one classifier on the 3 * 512 concatenated descriptors.
   attention = sum(2 * s * s * 512 + 2 * s * s * 512 for s in (32, 16, 8))
   att = models.create_model(vgg19_att.get_config().model, 100)
-  assert benchmark.forward_flops(att) == (TRUNK_FLOPS + conv(32, 256, 512, k=1) + attention
+  assert speed.forward_flops(att) == (TRUNK_FLOPS + conv(32, 256, 512, k=1) + attention
                                           + 2 * 3 * 512 * 100)
-  assert round(benchmark.forward_flops(att) / 1e9, 2) == 8.15  # GFLOPs per 32x32 image
+  assert round(speed.forward_flops(att) / 1e9, 2) == 8.15  # GFLOPs per 32x32 image
   # Grid gates: per layer W_l (512 -> 256) on l, W_g (512 -> 256) on g, phi (256 -> 1) and the
   # weighted sum of l.
   gates = sum(conv(s, 512, 256, k=1) + conv(1, 512, 256, k=1) + conv(s, 256, 1, k=1)
               + 2 * s * s * 512 for s in (32, 16, 8))
   grid = models.create_model(vgg19_att_grid.get_config().model, 100)
-  assert benchmark.forward_flops(grid) == (TRUNK_FLOPS + conv(32, 256, 512, k=1) + gates
+  assert speed.forward_flops(grid) == (TRUNK_FLOPS + conv(32, 256, 512, k=1) + gates
                                            + 2 * 3 * 512 * 100)
 
 
 def test_peak_tflops_table():
-  assert benchmark.peak_tflops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4
-  assert benchmark.peak_tflops("NVIDIA H100 PCIe", "bfloat16") == 756.0
-  assert benchmark.peak_tflops("cpu", "float32") is None
-  assert benchmark.peak_tflops("TPU v4", "float32") is None
+  assert speed.peak_tflops("NVIDIA H100 80GB HBM3", "bfloat16") == 989.4
+  assert speed.peak_tflops("NVIDIA H100 PCIe", "bfloat16") == 756.0
+  assert speed.peak_tflops("cpu", "float32") is None
+  assert speed.peak_tflops("TPU v4", "float32") is None
 
 
-def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path):
+def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path, capsys):
   """Two runs of a sweep (learning rates 0.05 and 0.1) trained together."""
   out = tmp_path / "bench.json"
   command = [sys.executable, "-m", "ltpa_jax.benchmark", "--config", "configs/tiny.py",
@@ -95,5 +96,8 @@ def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path):
   assert report["peak_tflops_per_second"] is None and report["fraction_of_peak"] is None
   assert "3x" in report["flops_note"]
   # Never overwritten.
-  again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert again.returncode != 0 and "exists" in again.stderr
+  with pytest.raises(SystemExit) as again:
+    benchmark.main(command[3:])
+  assert again.value.code == 2
+  assert capsys.readouterr().err == (f"error: --out {out} exists; not overwriting it. Choose "
+                                     "another path.\n")

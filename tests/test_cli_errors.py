@@ -1,7 +1,9 @@
 """A user's mistake ends a command with one line on stderr (`error: ...`, naming the fix), exit
-status 2 and no traceback, and leaves the workdir as it was. The commands run as processes, on the
-fake Fashion-MNIST; most mistakes stop them before anything is compiled."""
+status 2 and no traceback, and leaves the workdir as it was. Mistakes found before any work run
+in this process (`main(argv)` raises SystemExit(2)); the others run the commands as processes,
+on the fake Fashion-MNIST, where nothing may print after the line."""
 
+import importlib
 import os
 import pathlib
 import re
@@ -9,12 +11,14 @@ import shlex
 import subprocess
 import sys
 
+from absl import flags
 import jax
 import pytest
 
 from configs import tiny
 from ltpa_jax.rundir import checkpoints
 from ltpa_jax import cli
+from ltpa_jax.base import errors
 from ltpa_jax.training import experiment
 from ltpa_jax.rundir import results
 from ltpa_jax.rundir import workdir as workdir_lib
@@ -63,14 +67,47 @@ def snapshot(root):
           for p in sorted(root.rglob("*"))}
 
 
-CASES = {  # mistake: (its command, from the workdir and the data_dir; a regex of its message)
+COMMANDS = ("ltpa_jax.__main__", "ltpa_jax.table", "ltpa_jax.sweep", "ltpa_jax.replicas",
+            "ltpa_jax.report", "ltpa_jax.visualize", "ltpa_jax.robustness", "ltpa_jax.benchmark",
+            "ltpa_jax.evaluate_torch")
+CONFIG_FILES = {  # a user's config file: its text
+    "syntax error": "def get_config(:\n  pass\n",
+    "exception in get_config": ("from ltpa_jax import default_config\n\n\ndef get_config():\n"
+                                "  config = default_config.get_config()\n"
+                                "  config.learning_rate = 1 / 0\n  return config\n"),
+    "no get_config": "CONFIG = {}\n",
+}
+IN_PROCESS = {  # mistake: (its command, argv from a folder; a regex of its message)
     "config file": (
-        lambda w, d: ("ltpa_jax", "--config", "configs/vgg91.py", f"--workdir={w}"),
+        "ltpa_jax.__main__", lambda t: ["--config", "configs/vgg91.py", f"--workdir={t}/run"],
         r"--config=configs/vgg91.py: no config file configs/vgg91\.py .* Give a path or one of: "
         r"cifar10_att, .* tiny, vgg19, vgg19_att, .*, or a run's config\.json\."),
     "field": (
-        lambda w, d: train_command(w, d, "--config.learning_rat=0.1"),
+        "ltpa_jax.__main__",
+        lambda t: ["--config", "tiny", f"--workdir={t}/run", "--config.learning_rat=0.1"],
         r"unknown config field 'learning_rat'\. Did you mean \"learning_rate\""),
+    "syntax error": (
+        "ltpa_jax.__main__", lambda t: ["--config", f"{t}/syntax_error.py", f"--workdir={t}/run"],
+        r"error: \S+/syntax_error\.py, line 1: SyntaxError: invalid syntax\n"),
+    "exception in get_config": (
+        "ltpa_jax.table", lambda t: [f"--configs={t}/exception_in_get_config.py",
+                                     f"--workdir={t}/run"],
+        r"error: \S+/exception_in_get_config\.py, line 6: ZeroDivisionError: division by zero\n"),
+    "no get_config": (
+        "ltpa_jax.sweep", lambda t: ["--config", f"{t}/no_get_config.py", f"--workdir={t}/run",
+                                     "--sweep=learning_rate=0.1"],
+        r"error: \S+/no_get_config\.py defines no get_config\(\): .*configs/tiny\.py\)\.\n"),
+    "unexpected argument": (
+        "ltpa_jax.replicas", lambda t: ["--config=tiny", "--seeds=0", f"--workdir={t}/run", "x"],
+        r"Unexpected arguments: \['x'\]"),
+    "missing flag": (
+        "ltpa_jax.robustness", lambda t: [], r"Flag --workdir must have a value other than None"),
+    "no run": ("ltpa_jax.report", lambda t: [], r"Give the runs: run_dirs: "),
+    "bad int list": (
+        "ltpa_jax.table", lambda t: [f"--workdir={t}/run", "--seeds=0,one"],
+        r"--seeds must be comma-separated ints, got 0,one"),
+}
+CASES = {  # mistake: (its command, from the workdir and the data_dir; a regex of its message)
     "value": (
         lambda w, d: train_command(w, d, "--config.model.normalisation=foo"),
         r"config\.model\.normalisation: got 'foo'; allowed: 'softmax', 'sigmoid'"),
@@ -106,6 +143,62 @@ def test_a_mistake_is_one_line_and_exit_status_2(mistake, prepared_fake_data, tm
   assert re.fullmatch(r"error: .+\n(  .+\n)*", result.stderr), result.stderr
   assert re.search(message, result.stderr), result.stderr
   assert snapshot(workdir) == before
+
+
+def _write_config_files(folder):
+  for name, text in CONFIG_FILES.items():
+    (folder / f"{name.replace(' ', '_')}.py").write_text(text)
+
+
+@pytest.mark.parametrize("mistake", IN_PROCESS)
+def test_a_mistake_found_before_any_work_is_one_line_and_exit_status_2_in_process(
+    mistake, tmp_path, capsys):
+  _write_config_files(tmp_path)
+  module, argv, message = IN_PROCESS[mistake]
+  with pytest.raises(SystemExit) as exit_:
+    importlib.import_module(module).main(argv(tmp_path))
+  out, err = capsys.readouterr()
+  assert (exit_.value.code, out) == (cli.EXIT_STATUS, "")
+  assert re.fullmatch(r"error: .+\n", err) and re.search(message, err), err
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_config_file_mistake_with_debug_raises_from_its_own_error(tmp_path):
+  """--debug: the traceback, the config file's own error behind the line's."""
+  _write_config_files(tmp_path)
+  with pytest.raises(errors.UserError, match=r"line 1: SyntaxError") as raised:
+    importlib.import_module("ltpa_jax.__main__").main(
+        ["--config", f"{tmp_path}/syntax_error.py", f"--workdir={tmp_path}/run", "--debug"])
+  assert isinstance(raised.value.__cause__, SyntaxError)
+
+
+def test_commands_define_no_flags_on_absl_and_each_help_exits_0(monkeypatch, capsys):
+  """Imported together, afresh, the commands define nothing on absl's FLAGS (absl refuses a flag
+  defined twice); each one's --help, in this process, shows its docstring and flags, exit 0."""
+  for name in COMMANDS:
+    monkeypatch.delitem(sys.modules, name, raising=False)
+  before = set(flags.FLAGS)
+  modules = [importlib.import_module(name) for name in COMMANDS]
+  assert set(flags.FLAGS) == before
+  for module in modules:
+    with pytest.raises(SystemExit) as exit_:
+      module.main(["-h" if module.__name__.endswith("table") else "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert out.startswith(module.__doc__.strip()) and "--[no]debug" in out, out
+  assert set(flags.FLAGS) == before
+
+
+def test_the_resume_command_gives_each_flag_once_with_its_last_value():
+  """A repeatable flag (--sweep) keeps each value; any other its last, where it came first."""
+  own = cli.flag_values_of(importlib.import_module("ltpa_jax.sweep").define_flags)
+  argv = ["--config", "tiny", "--workdir=a", "--seeds", "0", "--sweep", "learning_rate=0.1",
+          "--config.batch_size=8", "--workdir", "b", "--sweep=momentum=0.9", "--seeds=1",
+          "--config.batch_size=4", "--nodebug", "-v", "0"]
+  assert cli.resume_command("ltpa_jax.sweep", own, argv) == shlex.join([
+      sys.executable, "-m", "ltpa_jax.sweep", "--config", "tiny", "--workdir", "b", "--seeds=1",
+      "--sweep", "learning_rate=0.1", "--sweep=momentum=0.9", "--config.batch_size=4",
+      "--nodebug", "-v", "0"])
 
 
 def test_a_refused_workdir_names_the_command_that_resumes_its_run(prepared_fake_data, tmp_path):

@@ -6,15 +6,15 @@ import jax.numpy as jnp
 import pytest
 
 from configs import tiny
-from ltpa_jax import benchmark
+from ltpa_jax.analysis import speed
 from ltpa_jax.config import validation as config_validation
 from ltpa_jax.data import datasets
-from ltpa_jax import evaluate_torch
+from ltpa_jax.analysis import torch_eval
 from ltpa_jax.training import experiment
 from ltpa_jax.model import models
-from ltpa_jax import robustness
+from ltpa_jax.analysis import fgsm
 from ltpa_jax.training import loop as train
-from ltpa_jax import visualize
+from ltpa_jax.analysis import attention
 from ltpa_jax.rundir import workdir
 
 
@@ -35,10 +35,10 @@ def test_every_command_refuses_a_bad_config_before_reading_data(command, tmp_pat
   calls = {
       "train": lambda: train.train_and_evaluate(bad_config(), str(run)),
       "replicas": lambda: train.train_and_evaluate(bad_config(), str(run), seeds=[0, 1]),
-      "benchmark": lambda: benchmark.run(bad_config(), steps=1),
-      "evaluate_torch": lambda: evaluate_torch.evaluate_checkpoint(bad_config(), "model.pth"),
-      "visualize": lambda: visualize.render(str(run), str(tmp_path / "a.png"), [0]),
-      "robustness": lambda: robustness.measure([str(run)], [0.0], str(tmp_path / "a.png")),
+      "benchmark": lambda: speed.run(bad_config(), steps=1),
+      "evaluate_torch": lambda: torch_eval.evaluate_checkpoint(bad_config(), "model.pth"),
+      "visualize": lambda: attention.render(str(run), str(tmp_path / "a.png"), [0]),
+      "robustness": lambda: fgsm.measure([str(run)], [0.0], str(tmp_path / "a.png")),
   }
   with pytest.raises(config_validation.ConfigError, match="config.model.normalisation"):
     calls[command]()

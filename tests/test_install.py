@@ -1,5 +1,5 @@
 """The package stands alone: installed with `pip install .` into a fresh venv, every command runs
-from an empty folder outside the repository, its --help exits 0, configs load by name from the
+from an empty folder outside the repository, its --help exits 0 (and an installed script's), configs load by name from the
 configs/ the wheel carries (the table's defaults too), and pyproject.toml declares every
 distribution the package imports and every extra the README installs."""
 
@@ -42,12 +42,13 @@ SCREEN = 50  # lines: a --help shows the command's flags, not the whole config
 # table's default configs.
 IMPORT_AND_LOAD_CONFIGS = """import json, sys
 import ltpa_jax.training.loop
-from ltpa_jax import default_config, table
+from ltpa_jax import default_config
+from ltpa_jax.analysis import studies
 print(ltpa_jax.training.loop.__file__)
 print(default_config.configs_dir())
 print(json.dumps([json.loads(default_config.from_file(n).to_json()) for n in sys.argv[1:]]))
 print(json.dumps({n: json.loads(c.to_json())
-                  for n, c in table.named_configs(table.CONFIGS, {}).items()}))
+                  for n, c in studies.named_configs(studies.CONFIGS, {}).items()}))
 """
 
 
@@ -114,6 +115,11 @@ def test_installed_package_runs_every_command_from_an_empty_folder(prepared_fake
     out, err = helps[command].communicate(timeout=300)
     assert (helps[command].returncode, "Traceback" in err) == (0, False), err
     assert text in out and len(out.splitlines()) <= SCREEN, out
+  script = subprocess.run([python.parent / "ltpa-table", "--help"], cwd=cwd, env=_env(),
+                          capture_output=True, text=True, timeout=300)  # an installed script
+  assert (script.returncode, script.stderr) == (0, ""), script.stderr
+  assert script.stdout.startswith("The reference's table in one command") and (
+      HELP["ltpa_jax.table"] in script.stdout), script.stdout
   out, err = train.communicate(timeout=300)
   assert train.returncode == 0, out + err
   assert out.startswith("Training on 1 x cpu (cpu), 1 process, float32: "), out
@@ -135,7 +141,7 @@ def _third_party_imports() -> dict[str, set[str]]:
   """{top-level module: the files importing it} of ltpa_jax's imports outside the standard
   library, lazy ones included."""
   imports = {}
-  for path in (REPO / "ltpa_jax").glob("*.py"):
+  for path in (REPO / "ltpa_jax").rglob("*.py"):
     for node in ast.walk(ast.parse(path.read_text())):
       if isinstance(node, ast.Import):
         modules = [alias.name for alias in node.names]

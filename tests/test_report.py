@@ -7,6 +7,7 @@ import pytest
 
 from configs import default
 from ltpa_jax import report
+from ltpa_jax.analysis import tables
 from ltpa_jax.rundir import results
 
 
@@ -30,12 +31,12 @@ def _run_dir(root, name, seed, final, best, attention=True, data_dir=None):
 
 
 def test_mean_and_sample_std():
-  assert report.mean_std([25.0]) == (25.0, None)
-  mean, std = report.mean_std([25.0, 27.0, 29.0])
+  assert tables.mean_std([25.0]) == (25.0, None)
+  mean, std = tables.mean_std([25.0, 27.0, 29.0])
   assert mean == 27.0 and math.isclose(std, 2.0)  # sqrt((4 + 0 + 4) / 2)
-  assert report.format_mean_std([25.0, 26.0]) == "25.50 ± 0.71"  # sqrt(0.5)
-  assert report.format_mean_std([25.0]) == "25.00"
-  assert report.format_mean_std([7.17, None]) == "-"
+  assert tables.format_mean_std([25.0, 26.0]) == "25.50 ± 0.71"  # sqrt(0.5)
+  assert tables.format_mean_std([25.0]) == "25.00"
+  assert tables.format_mean_std([7.17, None]) == "-"
 
 
 def test_table_of_two_seeds_and_a_single_run(tmp_path, capsys):
@@ -68,7 +69,7 @@ def test_settings_that_differ_are_named(tmp_path):
   made = results.read(dirs[0])
   made["config"]["batch_size"] = 128
   results.write(str(config_b), made)
-  table = report.markdown([results.read(d) for d in dirs + [str(config_b)]])
+  table = tables.markdown([results.read(d) for d in dirs + [str(config_b)]])
   assert "| batch_size=64 |" in table and "| batch_size=128 |" in table
 
 
@@ -77,7 +78,7 @@ def test_grid_attention_is_named_in_the_model_column(tmp_path):
   made = results.read(linear)
   made["config"]["model"]["attention_type"] = "grid"
   results.write(str(tmp_path / "grid"), made)
-  table = report.markdown([results.read(linear), results.read(str(tmp_path / "grid"))])
+  table = tables.markdown([results.read(linear), results.read(str(tmp_path / "grid"))])
   assert "| VGG19-att grid (softmax) | b2 2 convs" in table
   assert "| VGG19-att (softmax, separate u) | b2 2 convs" in table and "attention_type=" not in table
 
@@ -141,7 +142,7 @@ def test_reduced_runs_get_their_own_table(tmp_path):
   made["config"]["model"]["width_multiplier"] = 1.0
   made["config"]["train_examples"] = 0
   results.write(str(tmp_path / "short"), made)
-  table = report.markdown([results.read(full), results.read(str(tmp_path / "tiny")),
+  table = tables.markdown([results.read(full), results.read(str(tmp_path / "tiny")),
                            results.read(str(tmp_path / "short"))])
   runs, reduced = table.split("## Reduced runs")[0], table.split("## Reduced runs")[1]
   assert runs.count("| CIFAR-100 (re-split) |") == 1 and "100 epochs | - | 1 | 0 |" in runs

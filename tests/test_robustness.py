@@ -15,7 +15,7 @@ import pytest
 from ltpa_jax.base import devices
 from ltpa_jax.base import errors
 from ltpa_jax.data import input_pipeline
-from ltpa_jax import robustness
+from ltpa_jax.analysis import fgsm
 from ltpa_jax.core import steps
 from ltpa_jax.rundir import workdir as workdir_lib
 from tests import fakes
@@ -89,16 +89,16 @@ def test_the_command_on_a_run_that_learned(learned_fashion_mnist_run, tmp_path, 
   workdir, _ = copied_run(learned_fashion_mnist_run, tmp_path)
   capsys.readouterr()
   out = tmp_path / "curves.png"
-  printed = robustness.measure([str(workdir)], [0.0, 4.0, 16.0], str(out), examples=2,
+  printed = fgsm.measure([str(workdir)], [0.0, 4.0, 16.0], str(out), examples=2,
                                test_images=TEST_IMAGES)
   assert capsys.readouterr().out.startswith(f"Attacking on {devices.describe('float32', 1)}.\n")
   print(printed)  # shown with pytest -s
   table, _, wrote = printed.partition("\n\n")
   assert table.splitlines()[0] == f"| eps | {workdir} top-1 | {workdir} top-5 |"
   assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| 0", "| 4", "| 16"]
-  assert wrote.startswith(f"Wrote {workdir / robustness.RESULT_FILE} (step 200, {TEST_IMAGES} "
+  assert wrote.startswith(f"Wrote {workdir / fgsm.RESULT_FILE} (step 200, {TEST_IMAGES} "
                           "test images)")
-  with open(workdir / robustness.RESULT_FILE) as f:
+  with open(workdir / fgsm.RESULT_FILE) as f:
     result = json.load(f)
   assert (result["step"], result["dataset_label"], result["test_images"], result["epsilons"]) == (
       200, "Fashion-MNIST", TEST_IMAGES, [0, 4, 16])
@@ -106,12 +106,12 @@ def test_the_command_on_a_run_that_learned(learned_fashion_mnist_run, tmp_path, 
     by_eps = [r[key] for r in result["results"]]
     assert by_eps == sorted(by_eps), (key, by_eps)
   assert result["results"][0]["top1_error"] < result["results"][-1]["top1_error"]
-  for path in (out, workdir / robustness.EXAMPLES_FILE):
+  for path in (out, workdir / fgsm.EXAMPLES_FILE):
     with Image.open(path) as image:
       assert image.format == "PNG" and image.height > 2 * 100
-  with pytest.raises(errors.UserError, match=f"{workdir / robustness.RESULT_FILE}, "
-                     f"{workdir / robustness.EXAMPLES_FILE} exists already: give --overwrite"):
-    robustness.measure([str(workdir)], [0.0, 1.0], str(tmp_path / "other.png"))
+  with pytest.raises(errors.UserError, match=f"{workdir / fgsm.RESULT_FILE}, "
+                     f"{workdir / fgsm.EXAMPLES_FILE} exists already: give --overwrite"):
+    fgsm.measure([str(workdir)], [0.0, 1.0], str(tmp_path / "other.png"))
 
 
 def test_an_unfinished_run_is_evaluated_saying_so(learned_fashion_mnist_run, tmp_path, capsys):
@@ -119,13 +119,13 @@ def test_an_unfinished_run_is_evaluated_saying_so(learned_fashion_mnist_run, tmp
   workdir, _ = copied_run(learned_fashion_mnist_run, tmp_path)
   shutil.rmtree(workdir / "checkpoints" / "200")
   capsys.readouterr()
-  printed = robustness.measure([str(workdir)], [0.0], str(tmp_path / "curves.png"), examples=2,
+  printed = fgsm.measure([str(workdir)], [0.0], str(tmp_path / "curves.png"), examples=2,
                                test_images=TEST_IMAGES)
   where, note = capsys.readouterr().out.splitlines()
   assert where.startswith("Attacking on 1 x ")
   assert note == (f"{workdir} is an unfinished run: evaluating its latest checkpoint, step 100 "
                   "(end of epoch 1 of 2), of 200 steps.")
-  assert f"Wrote {workdir / robustness.RESULT_FILE} (step 100, " in printed
+  assert f"Wrote {workdir / fgsm.RESULT_FILE} (step 100, " in printed
 
 
 def test_eps_0_on_every_test_image_is_the_runs_own_evaluation(learned_fashion_mnist_run,
@@ -133,8 +133,8 @@ def test_eps_0_on_every_test_image_is_the_runs_own_evaluation(learned_fashion_mn
   """`steps.evaluate` as the training's final evaluation ran it, on the same state and images:
   the same numbers, bitwise (~10 s on 2 CPU cores, mostly the 10,000 images)."""
   workdir, results = copied_run(learned_fashion_mnist_run, tmp_path)
-  robustness.measure([str(workdir)], [0.0], str(tmp_path / "curves.png"), examples=2)
-  with open(workdir / robustness.RESULT_FILE) as f:
+  fgsm.measure([str(workdir)], [0.0], str(tmp_path / "curves.png"), examples=2)
+  with open(workdir / fgsm.RESULT_FILE) as f:
     result = json.load(f)
   final = results["final"]
   assert result["test_images"] == 10_000
@@ -147,7 +147,7 @@ def test_the_table_puts_the_runs_side_by_side():
   runs = {name: {"results": [{"eps": eps, "top1_error": error, "top5_error": error / 4}
                              for eps, error in ((0, 10 + i), (0.5, 20 + i))]}
           for i, name in enumerate(("runs/a", "runs/b"))}
-  assert robustness.table(runs).splitlines() == [
+  assert fgsm.table(runs).splitlines() == [
       "| eps | runs/a top-1 | runs/a top-5 | runs/b top-1 | runs/b top-5 |",
       "| ---: | ---: | ---: | ---: | ---: |",
       "| 0 | 10.00 | 2.50 | 11.00 | 2.75 |",
@@ -162,26 +162,26 @@ def test_the_table_puts_the_runs_side_by_side():
 ])
 def test_bad_epsilons_are_user_errors(values, message):
   with pytest.raises(errors.UserError) as error:
-    robustness.parse_epsilons(values)
+    fgsm.parse_epsilons(values)
   assert str(error.value).startswith(message)
 
 
 def test_a_workdir_without_config_is_a_user_error(tmp_path):
   with pytest.raises(errors.UserError, match=r"No config\.json in .*: give the workdir of a "
                      r"training run"):
-    robustness.measure([str(tmp_path)], [0.0], str(tmp_path / "out.png"))
+    fgsm.measure([str(tmp_path)], [0.0], str(tmp_path / "out.png"))
   assert not (tmp_path / "out.png").exists()
 
 
 def test_a_run_without_a_checkpoint_is_a_user_error(fake_dataset, tmp_path):
   workdir_lib.check_same_config(str(tmp_path), fake_dataset)  # config.json only
   with pytest.raises(errors.UserError, match="No checkpoint in .*: train the run first"):
-    robustness.measure([str(tmp_path)], [0.0], str(tmp_path / "out.png"))
+    fgsm.measure([str(tmp_path)], [0.0], str(tmp_path / "out.png"))
 
 
 @pytest.mark.parametrize("examples, test_images, flag", [(0, None, "examples"),
                                                          (4, 0, "test_images")])
 def test_counts_below_one_are_user_errors(tmp_path, examples, test_images, flag):
   with pytest.raises(errors.UserError, match=f"--{flag} must be at least 1, got 0"):
-    robustness.measure([str(tmp_path)], [0.0], str(tmp_path / "out.png"), examples=examples,
+    fgsm.measure([str(tmp_path)], [0.0], str(tmp_path / "out.png"), examples=examples,
                        test_images=test_images)

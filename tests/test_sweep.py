@@ -19,7 +19,7 @@ from ltpa_jax.core import optim
 from ltpa_jax import report
 from ltpa_jax.rundir import results
 from ltpa_jax.base import stopping
-from ltpa_jax import sweep
+from ltpa_jax.analysis import studies
 from ltpa_jax.training import loop as train
 from ltpa_jax.rundir import workdir as workdir_lib
 from tests import exact
@@ -51,11 +51,11 @@ def test_a_sweep_stopped_and_resumed_is_each_runs_single_run(fake_dataset, tmp_p
     with monkeypatch.context() as patch:
       patch.setattr(stopping, "StopSignals", StopAfterTheFirstCall)
       patch.setattr(stopping, "wait", lambda tree: calls.append(tree) or wait(tree))
-      assert sweep.train_sweep(config, str(workdir), GRID, [0, 1]) is None
+      assert studies.train_sweep(config, str(workdir), GRID, [0, 1]) is None
     runs = grid.runs(config, str(workdir), GRID, [0, 1])
     for path, _ in runs:
       assert os.listdir(os.path.join(path, "checkpoints")) == ["1"]
-    table = sweep.train_sweep(config, str(workdir), GRID, [0, 1], seed_layout="loop")
+    table = studies.train_sweep(config, str(workdir), GRID, [0, 1], seed_layout="loop")
     alone = []
     for i, (path, _) in enumerate(runs):
       own = workdir_lib.read_config(os.path.join(path, "config.json"))
@@ -93,9 +93,10 @@ def test_a_sweep_stopped_and_resumed_is_each_runs_single_run(fake_dataset, tmp_p
   assert (workdir / "sweep.png").stat().st_size > 0
   assert (workdir / "sweep.md").read_text() == table.split("\n\nWritten to")[0] + "\n"
   # Finished: reprinted, not retrained; another grid in the same workdir is refused.
-  assert sweep.train_sweep(config, str(workdir), GRID, [0, 1]) == table
+  again = studies.train_sweep(config, str(workdir), GRID, [0, 1])
+  assert again == table.replace("\n\nWritten to", "\n\nRewritten from the runs' results:")
   with pytest.raises(errors.UserError, match="holds another sweep"):
-    sweep.train_sweep(config, str(workdir), {"learning_rate": (0.1,)}, [0, 1])
+    studies.train_sweep(config, str(workdir), {"learning_rate": (0.1,)}, [0, 1])
 
 
 def test_the_grid_names_each_run_by_its_values_and_refuses_other_fields(tmp_path):
@@ -177,9 +178,12 @@ def test_report_of_a_sweep_a_row_per_grid_point_and_its_figure(tmp_path, capsys,
   assert rows[0].endswith("| 2 | 20.50 ± 0.71 | 10.00 ± 0.00 | 20.50 ± 0.71 | 10.00 ± 0.00 |")
   assert rows[-1].endswith(f"| 1 | {20.0 + len(runs) - 2:.2f} | 10.00 | "
                            f"{20.0 + len(runs) - 2:.2f} | 10.00 |")  # one seed finished
-  assert lines[-1].endswith("sweep.md and " + os.path.join(workdir, "sweep.png") + ".")
+  written = f"{os.path.join(workdir, 'sweep.md')} and {os.path.join(workdir, 'sweep.png')}."
+  assert lines[-1] == f"Written to {written}"
   assert f"Not finished (1): {runs[-1][0]}" in lines
   assert os.path.getsize(os.path.join(workdir, "sweep.png")) > 0
+  report.main([workdir])  # again: says it replaced them
+  assert capsys.readouterr().out.splitlines()[-1] == f"Rewritten from the runs' results: {written}"
 
 
 def test_runs_past_the_devices_memory_are_refused_before_compiling_naming_how_many_fit():

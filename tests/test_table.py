@@ -7,7 +7,7 @@ import pytest
 
 from ltpa_jax.data import datasets
 from ltpa_jax.base import errors
-from ltpa_jax import table
+from ltpa_jax.analysis import studies
 from ltpa_jax.training import loop as train
 from tests import fakes
 
@@ -26,12 +26,12 @@ def configs(monkeypatch):
   monkeypatch.setattr(datasets, "load", lambda *args, **kwargs: fake)
   monkeypatch.setattr(datasets, "ensure_prepared", lambda *args: None)
   with jax.threefry_partitionable(False):  # only to compile faster on XLA:CPU
-    yield table.named_configs(table.CONFIGS, TINY)
+    yield studies.named_configs(studies.CONFIGS, TINY)
 
 
 def test_trains_every_seed_of_each_config_then_reads_the_finished_table(configs, tmp_path,
                                                                          monkeypatch):
-  markdown = table.train_table(configs, str(tmp_path), seeds=[0, 1])
+  markdown = studies.train_table(configs, str(tmp_path), seeds=[0, 1])
   assert sorted(os.listdir(tmp_path)) == ["table.md", "vgg19", "vgg19_att"]
   for name in configs:
     assert sorted(os.listdir(tmp_path / name)) == ["seed_0", "seed_1"]
@@ -41,21 +41,21 @@ def test_trains_every_seed_of_each_config_then_reads_the_finished_table(configs,
   assert "## PyTorch reference" in markdown
   # Finished: the same table, read back without training.
   monkeypatch.setattr(train, "Trainer", None)
-  assert table.train_table(configs, str(tmp_path), seeds=[0, 1]) == markdown
+  assert studies.train_table(configs, str(tmp_path), seeds=[0, 1]) == markdown
 
 
 def test_a_stop_ends_the_table_before_the_next_config(configs, tmp_path, monkeypatch):
   trained = []
   monkeypatch.setattr(train, "train_and_evaluate",
                       lambda config, workdir, **kwargs: trained.append(workdir))  # None: stopped
-  assert table.train_table(configs, str(tmp_path), seeds=[0]) is None
+  assert studies.train_table(configs, str(tmp_path), seeds=[0]) is None
   assert trained == [str(tmp_path / "vgg19")]
 
 
 def test_every_config_is_checked_before_any_training(configs, tmp_path):
   configs["vgg19_att"].model.normalisation = "softmaxx"
   with pytest.raises(errors.UserError, match="normalisation"):
-    table.train_table(configs, str(tmp_path), seeds=[0])
+    studies.train_table(configs, str(tmp_path), seeds=[0])
   assert not os.listdir(tmp_path)
 
 
@@ -65,12 +65,12 @@ def test_every_config_s_data_is_checked_before_any_training(configs, prepared_fa
   for config, data_dir in zip(configs.values(), (prepared_fake_data, str(tmp_path / "nowhere"))):
     config.update(dataset="fashion_mnist", data_dir=data_dir)
   with pytest.raises(datasets.DatasetUnavailableError, match=r"data_dir \S+nowhere does not exist"):
-    table.train_table(configs, str(tmp_path / "table"), seeds=[0])
+    studies.train_table(configs, str(tmp_path / "table"), seeds=[0])
   assert not (tmp_path / "table").exists()
 
 
 def test_config_files_need_distinct_names():
   with pytest.raises(errors.UserError, match="names must differ"):
-    table.named_configs(["configs/vgg19.py", "./configs/vgg19.py"], {})
+    studies.named_configs(["configs/vgg19.py", "./configs/vgg19.py"], {})
   with pytest.raises(FileNotFoundError, match="no config file configs/vgg16.py"):
-    table.named_configs(["configs/vgg16.py"], {})
+    studies.named_configs(["configs/vgg16.py"], {})

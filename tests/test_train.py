@@ -18,7 +18,7 @@ from ltpa_jax.core import optim
 from ltpa_jax.rundir import recorder
 from ltpa_jax.core import steps
 from ltpa_jax.training import loop as train
-from ltpa_jax import visualize
+from ltpa_jax.analysis import attention
 from ltpa_jax.rundir import workdir
 from tests import exact
 from tests import fakes
@@ -136,7 +136,7 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
       assert image.format == "PNG" and image.width >= 400 and image.height >= 300
   assert train.train_and_evaluate(config, str(tmp_path)) == run  # finished: read back
   out = tmp_path / "chosen.png"
-  assert "after step 6" in visualize.render(str(tmp_path), str(out), [3, 1, 4])
+  assert "after step 6" in attention.render(str(tmp_path), str(out), [3, 1, 4])
   with PIL.Image.open(out) as image:
     assert image.format == "PNG" and image.width > 100
 

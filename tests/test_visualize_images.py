@@ -17,6 +17,7 @@ from ltpa_jax.training import experiment
 from ltpa_jax.data import image_files
 from ltpa_jax.training import loop as train
 from ltpa_jax import visualize
+from ltpa_jax.analysis import attention
 from ltpa_jax.rundir import workdir as workdir_lib
 from tests import test_cli_errors
 
@@ -104,7 +105,7 @@ def test_own_images_are_drawn_with_their_top3_and_bad_files_named(prepared_fake_
     assert classes == list(np.argsort(-row, kind="stable")[:3])
     np.testing.assert_allclose(percents, 100 * row[classes], atol=0.006)
   images, read, problems = image_files.read(paths, (28, 28, 1))  # in process: exact
-  probabilities, maps, step = visualize.predict(
+  probabilities, maps, step = attention.predict(
       experiment.build(config, splits=()), str(workdir),
       np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))))
   assert read == good and len(problems) == 2 and step == 3
@@ -112,7 +113,7 @@ def test_own_images_are_drawn_with_their_top3_and_bad_files_named(prepared_fake_
   assert {m.shape for m in maps.values()} <= {(2, 32, 32), (2, 16, 16), (2, 8, 8)}
   capsys.readouterr()
   elsewhere = str(tmp_path / "no_data")  # the run's files without its dataset: classes by number
-  shown = visualize.render_images(str(workdir), str(tmp_path / "numbers.png"), good[:1],
+  shown = attention.render_images(str(workdir), str(tmp_path / "numbers.png"), good[:1],
                                   data_dir=elsewhere)
   number = r"\d [\d.]+%"  # a class number and its probability
   assert re.fullmatch(rf"Wrote .*: attention of 1 image after step 3\.\n{re.escape(good[0])}: "
@@ -129,7 +130,7 @@ def test_no_readable_image_is_a_user_error_naming_each_file(tmp_path, capsys):
   workdir_lib.check_same_config(str(workdir), config)  # config.json: no checkpoint needed
   paths = write_images(tmp_path)
   with pytest.raises(errors.UserError) as error:
-    visualize.render_images(str(workdir), str(tmp_path / "out.png"), [paths[1], paths[3]])
+    attention.render_images(str(workdir), str(tmp_path / "out.png"), [paths[1], paths[3]])
   assert str(error.value).splitlines() == [  # one message: no other image to draw
       "Nothing drawn: no file given to --images is an image Pillow reads:",
       f"  {paths[1]}: not an image Pillow reads (cannot identify image file '{paths[1]}').",
@@ -166,6 +167,7 @@ def test_crop_keeps_the_centre_and_stretching_keeps_everything(tmp_path):
     (("--images", "a.png", "--indices", "0"), "Give --images or --indices, not both."),
     (("a.png",), "Unexpected arguments ['a.png']: give image files after --images."),
 ])
-def test_image_flag_mistakes_are_one_line(args, message, tmp_path):
-  result = test_cli_errors.run("ltpa_jax.visualize", f"--workdir={tmp_path}", *args)
-  assert (result.returncode, result.stderr) == (2, f"error: {message}\n")
+def test_image_flag_mistakes_are_one_line(args, message, tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_:
+    visualize.main([f"--workdir={tmp_path}", *args])
+  assert (exit_.value.code, capsys.readouterr().err) == (2, f"error: {message}\n")

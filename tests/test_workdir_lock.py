@@ -13,10 +13,10 @@ import subprocess
 import pytest
 
 from configs import tiny
+from ltpa_jax.analysis import fgsm
+from ltpa_jax.analysis import studies
 from ltpa_jax.data import datasets
 from ltpa_jax.base import errors
-from ltpa_jax import robustness
-from ltpa_jax import table
 from ltpa_jax.training import loop as train
 from ltpa_jax.rundir import workdir as workdir_lib
 from ltpa_jax.rundir import workdir_lock
@@ -174,10 +174,10 @@ def test_every_command_that_writes_into_runs_refuses_a_held_workdir_before_any_w
   assert os.listdir(seeds / "seed_0") == []  # seed 0's lock released
   monkeypatch.setattr(datasets, "ensure_prepared", lambda *args: None)  # "fake" is in memory
   with workdir_lock.held(str(tmp_path / "table")), refused:
-    table.train_table({"tiny": fake_dataset}, str(tmp_path / "table"), seeds=[0])
+    studies.train_table({"tiny": fake_dataset}, str(tmp_path / "table"), seeds=[0])
   assert os.listdir(tmp_path / "table") == []
   config = tiny.get_config()
   workdir_lib.check_same_config(str(run), config)
   with workdir_lock.held(str(run)), refused:
-    robustness.measure([str(run)], [0.0], str(tmp_path / "robustness.png"))
+    fgsm.measure([str(run)], [0.0], str(tmp_path / "robustness.png"))
   assert sorted(os.listdir(run)) == [workdir_lib.CONFIG_FILE]

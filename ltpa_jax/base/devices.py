@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import jax
 
 # Below this width, or on part of a dataset, a run is a smoke run: no warning on a CPU.
@@ -16,6 +18,12 @@ def describe(dtype: str, device_count: int | None = None) -> str:
   processes = jax.process_count()
   return (f"{count} x {device.device_kind} ({device.platform}), {processes} "
           f"process{'es' if processes > 1 else ''}, {dtype}")
+
+
+def announce(verb: str, dtype: str, device_count: int | None = None, file=None):
+  """Prints where a command computes, e.g. "Attacking on 1 x cpu (cpu), 1 process, float32."
+  (`describe`), on stdout unless `file` says otherwise."""
+  print(f"{verb} on {describe(dtype, device_count)}.", file=file or sys.stdout, flush=True)
 
 
 def cpu_warning(platform: str, width_multiplier: float, train_examples: int,

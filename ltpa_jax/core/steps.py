@@ -154,6 +154,11 @@ def evaluate(model, info, batch_size: int, state: TrainState, data: data_types.E
   return totals
 
 
+def error_percent(accuracy) -> float:
+  """The error (%) of an accuracy (a fraction, e.g. computed `EvalMetrics`' "accuracy")."""
+  return 100 * (1 - float(accuracy))
+
+
 def evaluate_adversarial(model, info, batch_size: int, eps, state: TrainState,
                          data: data_types.Examples):
   """`evaluate` on the FGSM images of `eps` (pixel units) of every example of `data`.

@@ -182,7 +182,7 @@ def _min_max(maps: np.ndarray) -> np.ndarray:
 def save_robustness_curves(runs: Mapping[str, Mapping], path: str):
   """Saves top-1 and top-5 test error (%) against the FGSM eps, one line per run.
 
-  `runs` maps a run's name to its robustness results (`robustness.evaluate_run`): `results`, one
+  `runs` maps a run's name to its robustness results (`fgsm.evaluate_run`): `results`, one
   dict per eps with `eps`, `top1_error` and `top5_error`.
   """
   fig = Figure(figsize=(10, 4), layout="constrained")

@@ -126,6 +126,12 @@ RESUMABLE_CHANGES = ("data_dir", "manual_dir", "steps_per_call", "eval_batch_siz
                      "keep_checkpoints")
 
 
+def train_command(workdir: str) -> str:
+  """The command that trains (or resumes) the run in `workdir` with its own config.json."""
+  return (f"python -m ltpa_jax --config {shlex.quote(os.path.join(workdir, CONFIG_FILE))} "
+          f"--workdir {shlex.quote(workdir)}")
+
+
 def check_same_config(workdir: str, config):
   """Records `config` in a new workdir; in an existing one, checks it is the recorded config.
 
@@ -153,5 +159,4 @@ def check_same_config(workdir: str, config):
                         if value(old, key) != value(new, key))
     raise ConfigMismatchError(
         f"Workdir {workdir} holds a run of another config ({changes}). Use a new workdir for "
-        "this config, or resume that run with its own config: python -m ltpa_jax --config "
-        f"{shlex.quote(path)} --workdir {shlex.quote(workdir)}")
+        f"this config, or resume that run with its own config: {train_command(workdir)}")

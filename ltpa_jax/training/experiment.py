@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import shlex
 from typing import Callable, Sequence
 
 import jax
@@ -59,6 +58,12 @@ class Experiment:
     """`steps.predictions` of the model, jitted: (state, images) -> (logits, maps)."""
     return jax.jit(functools.partial(steps.predictions, self.model, self.dataset.info))
 
+  def evaluation(self, batch_size: int | None = None):
+    """`steps.evaluate` of the model, jitted: (state, data) -> metrics, in batches of
+    `batch_size` (default: the config's eval_batch_size), on one device."""
+    return jax.jit(functools.partial(steps.evaluate, self.model, self.dataset.info,
+                                     batch_size or self.config.eval_batch_size))
+
   def compiled_steps(self, layout, state, data: datasets.Examples, rng,
                      hparams) -> parallel.CompiledSteps:
     """`train_steps` in `layout` (one run or a run axis), compiled per call shape on first use,
@@ -85,9 +90,7 @@ class Experiment:
           saved, _, step = ckpt.restore(step, self.abstract_checkpoint(), jax.random.key(0))
           return saved["state"], step
     raise errors.UserError(
-        f"No checkpoint in {workdir}: train the run first (python -m ltpa_jax --config "
-        f"{shlex.quote(os.path.join(workdir, workdir_lib.CONFIG_FILE))} --workdir "
-        f"{shlex.quote(workdir)}).")
+        f"No checkpoint in {workdir}: train the run first ({workdir_lib.train_command(workdir)}).")
 
 
 def build(config: ml_collections.ConfigDict, num_devices: int = 1,

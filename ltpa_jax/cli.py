@@ -31,7 +31,6 @@ from ml_collections import config_flags
 
 from ltpa_jax.base import compilation_cache
 from ltpa_jax.base import errors
-from ltpa_jax.config import defaults as default_config
 from ltpa_jax.config import files as config_files
 from ltpa_jax.rundir import workdir
 
@@ -54,13 +53,13 @@ class Call:
 
 class _ConfigFileParser(flags.ArgumentParser):
   """A config by path or name: a Python file with get_config() (configs/*.py, or a config of
-  configs/ by name, see `default_config.find`; what follows a colon is get_config's argument),
+  configs/ by name, see `config_files.find`; what follows a colon is get_config's argument),
   or a run's config.json."""
 
   def parse(self, path):
     file, colon, argument = path.partition(":")
     try:
-      file = default_config.find(file)
+      file = config_files.find(file)
     except FileNotFoundError as e:
       raise ValueError(f"{str(e).rstrip('.')}, or a run's config.json.") from None
     if file.endswith(".json"):

@@ -1,4 +1,4 @@
-"""Every config field with its default (see `ltpa_jax.config.defaults`), for config files:
+"""Every config field with its default (see `ltpa_jax.config.fields`), for config files:
 
     from ltpa_jax import default_config
 
@@ -7,6 +7,7 @@
       ...
 """
 
-from ltpa_jax.config.defaults import configs_dir, find, from_file, get_config, names, sibling
+from ltpa_jax.config.defaults import get_config
+from ltpa_jax.config.files import configs_dir, find, from_file, names, sibling
 
 __all__ = ["configs_dir", "find", "from_file", "get_config", "names", "sibling"]

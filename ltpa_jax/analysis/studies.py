@@ -10,7 +10,6 @@ import ml_collections
 
 from ltpa_jax.analysis import tables
 from ltpa_jax.base import errors
-from ltpa_jax.config import defaults as default_config
 from ltpa_jax.config import files as config_files
 from ltpa_jax.config import validation as config_validation
 from ltpa_jax.data import datasets
@@ -46,14 +45,14 @@ def train_table(configs: Mapping[str, ml_collections.ConfigDict], workdir: str,
 
 def named_configs(paths: Sequence[str], overrides: Mapping) -> dict[str, ml_collections.ConfigDict]:
   """{file name without .py: its config with the `overrides` (flat field names)}, for config
-  files or names (`default_config.find`)."""
+  files or names (`config_files.find`)."""
   names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
   if len(set(names)) < len(names):
     raise errors.UserError(f"--configs names two files alike ({', '.join(paths)}): each config "
                            "trains in workdir/<file name>/, so their names must differ.")
   configs = {}
   for name, path in zip(names, paths):
-    configs[name] = config_files.load(default_config.find(path))
+    configs[name] = config_files.load(config_files.find(path))
     configs[name].update_from_flattened_dict(dict(overrides))
   return configs
 

@@ -3,7 +3,8 @@
     python -m ltpa_jax.table --workdir runs/table --config.data_dir=../shared/tensorflow_datasets
 
 Trains each config of --configs (names or paths; default: vgg19 and vgg19_att, the recipes of
-the reference table's runs, configs/vgg19.py and configs/vgg19_att.py) with each of --seeds
+the reference table's first runs, configs/vgg19.py and configs/vgg19_att.py; `early`, `later` or
+`reference` name the reference's groups' configs: `--configs later`) with each of --seeds
 (default 0,1,2), the seeds of a config together (`replicas`) in workdir/<config>/seed_<s>/, one
 config after another. Then it prints the test errors (mean ± std over seeds, final and best
 epoch) beside the PyTorch reference (`report`), and writes them to workdir/table.md.
@@ -30,7 +31,8 @@ def define_flags(flag_values: flags.FlagValues):
                                   flag_values=flag_values)
   flag_values["config"].default_as_str = None  # --help: not the whole default config
   flags.DEFINE_list("configs", list(studies.CONFIGS), "Configs (names or files, as --config of "
-                    "train.py takes), each trained with every seed.", flag_values=flag_values)
+                    "train.py takes; early, later, reference: the reference's groups' configs), "
+                    "each trained with every seed.", flag_values=flag_values)
   flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated seeds.", flag_values=flag_values)
   flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How a config's seeds run "
                     "together (see replicas).", flag_values=flag_values)

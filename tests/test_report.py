@@ -7,6 +7,7 @@ import pytest
 
 from configs import default
 from ltpa_jax import report
+from ltpa_jax.analysis import stats
 from ltpa_jax.analysis import tables
 from ltpa_jax.rundir import results
 
@@ -31,12 +32,12 @@ def _run_dir(root, name, seed, final, best, attention=True, data_dir=None):
 
 
 def test_mean_and_sample_std():
-  assert tables.mean_std([25.0]) == (25.0, None)
-  mean, std = tables.mean_std([25.0, 27.0, 29.0])
+  assert stats.mean_std([25.0]) == (25.0, None)
+  mean, std = stats.mean_std([25.0, 27.0, 29.0])
   assert mean == 27.0 and math.isclose(std, 2.0)  # sqrt((4 + 0 + 4) / 2)
-  assert tables.format_mean_std([25.0, 26.0]) == "25.50 ± 0.71"  # sqrt(0.5)
-  assert tables.format_mean_std([25.0]) == "25.00"
-  assert tables.format_mean_std([7.17, None]) == "-"
+  assert stats.format_mean_std([25.0, 26.0]) == "25.50 ± 0.71"  # sqrt(0.5)
+  assert stats.format_mean_std([25.0]) == "25.00"
+  assert stats.format_mean_std([7.17, None]) == "-"
 
 
 def test_table_of_two_seeds_and_a_single_run(tmp_path, capsys):
@@ -51,16 +52,23 @@ def test_table_of_two_seeds_and_a_single_run(tmp_path, capsys):
   assert len(rows) == 2  # seed and data_dir do not split a config
   att, vgg = rows
   # final top-1: mean 26, std sqrt(((25-26)^2 + (27-26)^2) / 1) = 1.41; top-5: 7.5 ± 0.71;
-  # best: 24.5 ± 0.71 and 7.0 ± 0.71; images/s: (1000 + 2000) / 2.
+  # best epoch: 24.5 ± 0.71 and 7.0 ± 0.71, and (one evaluated epoch) best each the same;
+  # images/s: (1000 + 2000) / 2.
   assert ("| VGG19-att (softmax, separate u) | b2 2 convs, wd 5e-5, 100 epochs | - | 2 | 0, 1 "
-          "| 26.00 ± 1.41 | 7.50 ± 0.71 | 24.50 ± 0.71 | 7.00 ± 0.71 | 1,500 |") in att
+          "| 26.00 ± 1.41 | 7.50 ± 0.71 | 24.50 ± 0.71 | 7.00 ± 0.71 | 24.50 ± 0.71 | 7.00 ± 0.71 "
+          "| 1,500 |") in att
   assert ("| VGG19 | b2 2 convs, wd 5e-5, 100 epochs | - | 1 | 0 "
-          "| 28.00 | 9.00 | 27.50 | 8.75 |") in vgg
-  # The reference, with its own mean ± std.
-  assert "| VGG19 | b2 3 convs, wd 1e-4 | 3 | 26.13 ± 0.23 | 7.16 ± 0.22 |" in table
-  assert ("| VGG19-att (sigmoid, separate u) | b2 2 convs, wd 5e-5 | 3 "
-          "| 25.46 ± 0.42 | - |") in table
-  assert "| paper: VGG-att3-concat-pc | 300 epochs | 1 | 22.97 |" in table
+          "| 28.00 | 9.00 | 27.50 | 8.75 | 27.50 | 8.75 |") in vgg
+  header = next(line for line in table.splitlines() if line.startswith("| dataset |"))
+  assert ("| final top-1 | final top-5 | best-epoch top-1 | its top-5 | best-each top-1 | "
+          "best-each top-5 |") in header
+  assert table.splitlines()[table.splitlines().index(header) + 1].count("|---") == 14
+  # The reference, whole, with its own mean ± std and notes (tests/test_reference.py).
+  assert ("| VGG19 | b2 3 convs, batch 64, wd 1e-4, lr x0.1 at 50/70/90 | 1b1af30 (1b1af30) | "
+          "`vgg19` | 3 | 26.13 ± 0.23 | 7.16 ± 0.22 |") in table
+  assert "| `vgg19_att_sigmoid` | 3 | 25.46 ± 0.42 | 6.66 ± 0.12 |" in table
+  assert "| paper: VGG-att3-concat-pc | 300 epochs | Jetley et al. 2018 | - | 1 | 22.97 |" in table
+  assert "hard-coded `attention = True`" in table
 
 
 def test_settings_that_differ_are_named(tmp_path):

@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 
 import ml_collections
 
+from ltpa_jax.analysis import reference
 from ltpa_jax.analysis import tables
 from ltpa_jax.base import errors
 from ltpa_jax.config import files as config_files
@@ -18,7 +19,7 @@ from ltpa_jax.training import grid as grid_lib
 from ltpa_jax.training import loop as train
 
 TABLE_FILE = "table.md"
-CONFIGS = ("vgg19", "vgg19_att")  # configs/vgg19.py, configs/vgg19_att.py, from any folder
+CONFIGS = reference.SETS["early"]  # configs/vgg19.py, configs/vgg19_att.py, from any folder
 
 
 def train_table(configs: Mapping[str, ml_collections.ConfigDict], workdir: str,
@@ -45,7 +46,9 @@ def train_table(configs: Mapping[str, ml_collections.ConfigDict], workdir: str,
 
 def named_configs(paths: Sequence[str], overrides: Mapping) -> dict[str, ml_collections.ConfigDict]:
   """{file name without .py: its config with the `overrides` (flat field names)}, for config
-  files or names (`config_files.find`)."""
+  files or names (`config_files.find`); a name of `reference.SETS` ("later") stands for its
+  configs."""
+  paths = [name for path in paths for name in reference.SETS.get(path, (path,))]
   names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
   if len(set(names)) < len(names):
     raise errors.UserError(f"--configs names two files alike ({', '.join(paths)}): each config "

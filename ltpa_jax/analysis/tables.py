@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fractions
 import json
-import math
 import os
 from typing import Any, Mapping, Sequence
 
@@ -28,6 +27,8 @@ from ltpa_jax.core import optim
 from ltpa_jax.rundir import plots
 from ltpa_jax.rundir import results as results_lib
 from ltpa_jax.rundir import workdir as workdir_lib
+from ltpa_jax.analysis import reference
+from ltpa_jax.analysis.stats import format_mean_std
 
 NOT_CONFIG = ("seed", "data_dir", "manual_dir")
 # Config fields named in the model and recipe columns, not repeated among the differences.
@@ -36,37 +37,6 @@ SHOWN = fields.shown()
 REDUCED = ("model.width_multiplier", "train_examples")
 FULL_EPOCHS = default_config.get_config().num_epochs  # the reference recipe's 100
 
-# PyTorch reference: CIFAR-100, official test split, 100 epochs; per run (top-1, top-5) error %,
-# top-5 None where unreported. Each run reported its best epoch on the test set.
-REFERENCE = (
-    ("VGG19", "b2 3 convs, wd 1e-4", ((25.89, 7.17), (26.35, 6.93), (26.14, 7.37))),
-    ("VGG19-att (sigmoid, shared u)", "b2 3 convs, wd 1e-4",
-     ((24.60, 6.32), (24.42, 6.21), (24.57, 6.22))),
-    ("VGG19", "b2 2 convs, wd 5e-5", ((26.2, None), (26.84, None), (27.39, None))),
-    ("VGG19-att (softmax, separate u)", "b2 2 convs, wd 5e-5",
-     ((28.2, None), (27.17, None), (27.29, None))),
-    ("VGG19-att (sigmoid, separate u)", "b2 2 convs, wd 5e-5",
-     ((25.2, None), (25.94, None), (25.24, None))),
-)
-# Jetley et al. 2018, CIFAR-100 top-1 error %, 300 epochs, one number each.
-PAPER = (("VGG", 30.62), ("VGG-att3-concat-pc", 22.97))
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-  """Mean and sample std (ddof=1) of `values`; the std is None for one value."""
-  n = len(values)
-  mean = sum(values) / n
-  if n == 1:
-    return mean, None
-  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def format_mean_std(values: Sequence[float | None]) -> str:
-  """"26.13 ± 0.23", "26.13" for one value, "-" when any value is missing."""
-  if any(v is None for v in values):
-    return "-"
-  mean, std = mean_std(values)
-  return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
 def group_runs(runs: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
@@ -110,6 +80,26 @@ def reduction(config: Mapping[str, Any]) -> str | None:
   return ", ".join(parts) or None
 
 
+# The three kinds of test error in results.json (`results`), labelled apart: never compare one
+# kind with another.
+ERROR_COLUMNS = ("final top-1", "final top-5", "best-epoch top-1", "its top-5", "best-each top-1",
+                 "best-each top-5")
+ERRORS_NOTE = ("Test error %, mean ± sample std over seeds. `final`: the last epoch's, the honest "
+               "number. `best-epoch`: the epoch of lowest test top-1 error, and that epoch's top-5. "
+               "`best-each`: the lowest top-1 and the lowest top-5 over all epochs, each on its "
+               "own: the reference's way, what its numbers are (\"-\": a run recorded before "
+               "results.json had it). Both bests are picked on the test set (optimistic).")
+
+
+def _errors(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+  """The ERROR_COLUMNS of `runs`: mean ± std over them, "-" where a run lacks a value."""
+  column = lambda part, key: format_mean_std([r.get(part, {}).get(key) for r in runs])
+  return [column("final", "test_top1_error"), column("final", "test_top5_error"),
+          column("best_on_test", "test_top1_error"), column("best_on_test", "test_top5_error"),
+          column("best_each_on_test", "test_top1_error"),
+          column("best_each_on_test", "test_top5_error")]
+
+
 def _table(runs: Sequence[Mapping[str, Any]], reduced: bool) -> list[str]:
   """The rows of the runs' groups, under a header; a `reduced` column for reduced runs."""
   groups = group_runs(runs)
@@ -121,20 +111,16 @@ def _table(runs: Sequence[Mapping[str, Any]], reduced: bool) -> list[str]:
   extra = ["reduced"] if reduced else []
   lines = [
       "| " + " | ".join(["dataset", *extra, "model", "recipe", "other settings", "n", "seeds",
-                         "final top-1", "final top-5", "best top-1", "best top-5", "images/s",
-                         "device"]) + " |",
-      "|---" * (12 + len(extra)) + "|",
+                         *ERROR_COLUMNS, "images/s", "device"]) + " |",
+      "|---" * (8 + len(ERROR_COLUMNS) + len(extra)) + "|",
   ]
   for group, config in zip(groups, flat):
     first = group[0]["config"]
-    column = lambda part, key: format_mean_std([r[part][key] for r in group])
     lines.append("| " + " | ".join([
         group[0]["dataset_label"], *([reduction(first)] if reduced else []), model_name(first),
         recipe(first),
         ", ".join(f"{k}={json.dumps(config.get(k))}" for k in differing) or "-",
-        str(len(group)), ", ".join(str(r["seed"]) for r in group),
-        column("final", "test_top1_error"), column("final", "test_top5_error"),
-        column("best_on_test", "test_top1_error"), column("best_on_test", "test_top5_error"),
+        str(len(group)), ", ".join(str(r["seed"]) for r in group), *_errors(group),
         f"{sum(r['images_per_second'] for r in group) / len(group):,.0f}",
         ", ".join(sorted({r["device_kind"] for r in group})),
     ]) + " |")
@@ -148,8 +134,7 @@ def markdown(runs: Sequence[Mapping[str, Any]]) -> str:
   lines = [
       "## Runs",
       "",
-      "Test error %, mean ± sample std over seeds. `final`: last epoch. `best`: the epoch of "
-      "lowest test top-1 error, picked on the test set as the reference did (optimistic).",
+      ERRORS_NOTE,
       "",
   ]
   lines += _table(full, reduced=False) if full else ["No full runs."]
@@ -163,23 +148,9 @@ def markdown(runs: Sequence[Mapping[str, Any]]) -> str:
         "",
         *_table(reduced, reduced=True),
     ]
-  lines += [
-      "",
-      "## PyTorch reference",
-      "",
-      "CIFAR-100, official test split (not a re-split), 100 epochs; each run's best epoch on the "
-      "test set.",
-      "",
-      "| model | recipe | n | top-1 | top-5 | runs (top-1/top-5) |",
-      "|---|---|---|---|---|---|",
-  ]
-  for name, settings, reference_errors in REFERENCE:
-    top1, top5 = zip(*reference_errors)
-    per_run = ", ".join(f"{a:g}" if b is None else f"{a:g}/{b:g}" for a, b in reference_errors)
-    lines.append(f"| {name} | {settings} | {len(reference_errors)} | {format_mean_std(top1)} | "
-                 f"{format_mean_std(top5)} | {per_run} |")
-  for name, error in PAPER:
-    lines.append(f"| paper: {name} | 300 epochs | 1 | {error:.2f} | - | {error:g} |")
+  lines += ["", "## PyTorch reference", "",
+            "iversonicter/Learn-to-pay-attention's README: CIFAR-100's official test split, 100 "
+            "epochs, mean ± sample std over 3 runs.", "", *reference.markdown()]
   return "\n".join(lines)
 
 
@@ -216,18 +187,13 @@ def sweep_markdown(workdir: str) -> str:
                      *(f"{field} {config[field]:g}" for field in optim.HYPERPARAMETERS
                        if field not in grid)])
   lines = [f"## Sweep {workdir}", "",
-           f"{fixed}; seeds {seeds}. "
-           "Test error %, mean ± sample std over seeds. `final`: last epoch. `best`: the epoch of "
-           "lowest test top-1 error, picked on the test set (optimistic).", "",
-           "| " + " | ".join([*grid, "n", "final top-1", "final top-5", "best top-1",
-                              "best top-5"]) + " |",
-           "|---" * (len(grid) + 5) + "|"]
+           f"{fixed}; seeds {seeds}. {ERRORS_NOTE}", "",
+           "| " + " | ".join([*grid, "n", *ERROR_COLUMNS]) + " |",
+           "|---" * (len(grid) + 1 + len(ERROR_COLUMNS)) + "|"]
   for point, runs in zip(grid_lib.points(grid), per_point):
-    column = lambda part, key: format_mean_std([r[part][key] for r in runs]) if runs else "-"
     lines.append("| " + " | ".join([
         *(f"{value:g}" for value in point.values()), str(len(runs)),
-        column("final", "test_top1_error"), column("final", "test_top5_error"),
-        column("best_on_test", "test_top1_error"), column("best_on_test", "test_top5_error"),
+        *(_errors(runs) if runs else ["-"] * len(ERROR_COLUMNS)),
     ]) + " |")
   if unfinished:
     lines += ["", f"Not finished ({len(unfinished)}): " + ", ".join(unfinished)]

@@ -21,6 +21,7 @@ from ltpa_jax.base import errors
 from ltpa_jax.rundir import workdir as workdir_lib
 
 RESULTS_FILE = "results.json"
+HISTORY_FILE = "history.json"  # beside it: every epoch's numbers (`recorder`)
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")
 BEST_NOTE = ("epoch of the lowest test top-1 error, chosen ON THE TEST SET as the PyTorch "
              "reference did: optimistic; `final` is the honest number")
@@ -107,4 +108,10 @@ def read(run_dir: str) -> dict[str, Any]:
   if missing:
     raise errors.UserError(f"{path} is not a run's results (it lacks {', '.join(missing)}).")
   results["config"] = workdir_lib.upgraded(results["config"])
+  history = os.path.join(os.path.dirname(path), HISTORY_FILE)
+  if "best_each_on_test" not in results and os.path.exists(history):  # recorded before it
+    with open(history) as f:
+      evaluated = [h for h in json.load(f) if all(k in h for k in METRICS)]
+    if evaluated:
+      results["best_each_on_test"] = {**best_each(evaluated), "note": BEST_EACH_NOTE}
   return results

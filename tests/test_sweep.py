@@ -177,8 +177,8 @@ def test_report_of_a_sweep_a_row_per_grid_point_and_its_figure(tmp_path, capsys,
   assert len(rows) == len(runs) // 2
   assert rows[0].endswith("| 2 | 20.50 ± 0.71 | 10.00 ± 0.00 | 20.50 ± 0.71 | 10.00 ± 0.00 "
                           "| 20.50 ± 0.71 | 10.00 ± 0.00 |")  # final, best epoch, best each
-  assert rows[-1].endswith(f"| 1 | {20.0 + len(runs) - 2:.2f} | 10.00 | "
-                           f"{20.0 + len(runs) - 2:.2f} | 10.00 |")  # one seed finished
+  last = f"{20.0 + len(runs) - 2:.2f} | 10.00"
+  assert rows[-1].endswith(f"| 1 | {last} | {last} | {last} |")  # one seed finished
   written = f"{os.path.join(workdir, 'sweep.md')} and {os.path.join(workdir, 'sweep.png')}."
   assert lines[-1] == f"Written to {written}"
   assert f"Not finished (1): {runs[-1][0]}" in lines

@@ -73,7 +73,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     config_validation.validate(run_config, layout.device_count)
   with contextlib.ExitStack() as stack:
     new = _claim(runs, stack)
-    finished = _finished(workdir, runs)
+    finished = _finished(workdir, runs, new)
     if finished is not None:
       return finished[0] if alone else finished
     experiment = experiment_lib.build(config, layout.device_count, validate=False)
@@ -292,6 +292,7 @@ def _missing_folders(paths) -> list[str]:
 
 
 def _remove_empty(folders: list[str]):
+  """Removes each of `folders` (deepest first) that is empty."""
   for folder in folders:
     if os.path.isdir(folder) and not os.listdir(folder):
       os.rmdir(folder)
@@ -312,13 +313,16 @@ def _invalid_recorded_config(workdir: str) -> workdir_lib.ConfigMismatchError | 
   return None
 
 
-def _finished(workdir: str, runs) -> list[dict] | None:
+def _finished(workdir: str, runs, new) -> list[dict] | None:
   """The runs' results when each has finished, said as recorded (None when none has);
-  UserError when some have."""
+  UserError when some have, after recording the configs of the `new` runs, which its commands
+  read."""
   finished = [os.path.exists(os.path.join(path, results.RESULTS_FILE)) for path, _ in runs]
   if not any(finished):
     return None
   if not all(finished):
+    for path, run_config in new:
+      workdir_lib.record_config(path, run_config)
     resume = "; ".join(
         f"python -m ltpa_jax --config {shlex.quote(os.path.join(path, workdir_lib.CONFIG_FILE))} "
         f"--workdir {shlex.quote(path)}" for (path, _), done in zip(runs, finished) if not done)

@@ -28,6 +28,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # Non-partitionable threefry compiles the random init 3x faster on XLA:CPU (the checkpoint case).
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_THREEFRY_PARTITIONABLE": "0"}
 FIELDS = {"dataset": "fashion_mnist", "batch_size": 8, "eval_batch_size": 5, "attention_images": 2}
+# What a finished run of `make_run` says when run again.
+FINISHED = ("{} holds a finished run, not trained again; its recorded results: final test top-1 "
+            "error 90.00%, top-5 50.00%; best on test (epoch 1) top-1 90.00%, top-5 50.00% "
+            "(fashion_mnist).\n")
 STEPS_PER_EPOCH = 4  # 30 training images in batches of 8
 
 
@@ -215,8 +219,7 @@ def test_a_refused_workdir_names_the_command_that_resumes_its_run(prepared_fake_
   python, dash_m, *args = shlex.split(match[1])
   resumed = run(*args)
   assert resumed.returncode == 0, resumed.stderr
-  assert (resumed.stdout, resumed.stderr) == (f"{workdir} holds a finished run; returning its "
-                                              "results.\n", "")  # quiet: progress lines only
+  assert (resumed.stdout, resumed.stderr) == (FINISHED.format(workdir), "")  # quiet
   assert snapshot(workdir) == before
 
 
@@ -239,7 +242,7 @@ def test_the_fix_of_lr_boundaries_outside_the_run_is_a_flag_that_works(prepared_
   assert fix and fix[1] == "'--config.lr_boundaries_epochs=()'", refused.stderr
   fixed = run(*command, *shlex.split(fix[1]))
   assert (fixed.returncode, fixed.stderr) == (0, ""), fixed.stderr
-  assert fixed.stdout == f"{workdir} holds a finished run; returning its results.\n"
+  assert fixed.stdout == FINISHED.format(workdir)
 
 
 def test_debug_shows_the_traceback(tmp_path):

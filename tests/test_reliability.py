@@ -2,6 +2,7 @@
 bad input (tiny models on CPU)."""
 
 import json
+import logging
 import os
 import pathlib
 import re
@@ -15,6 +16,9 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import tiny
+from ltpa_jax.data import datasets
+from ltpa_jax.data import tfds_builders
 from ltpa_jax.rundir import checkpoints
 from ltpa_jax import cli
 from ltpa_jax.training import experiment
@@ -24,7 +28,8 @@ from ltpa_jax.rundir import workdir_lock
 from tests import exact
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TIMING = ("images_per_second", "epoch_seconds", "wall_seconds")
+# Not compared: timings, and which start of a run trained an epoch.
+TIMING = ("images_per_second", "epoch_seconds", "wall_seconds", "start")
 
 
 def start_run(workdir, data_dir, *flags, float64=False, full_disk_step=None):
@@ -109,6 +114,10 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(uninterrupted, prepared
   output = finish(workdir, prepared_fake_data)
   assert f"Workdir {workdir}: taking over the lock of PID {killed} (since " in output, output
   assert "Resuming" in output
+  # The time of both starts, the first's up to its last recorded epoch.
+  assert re.search(r"\nDone in \d+ s of training over 2 starts: final test top-1 error ", output)
+  starts = [h["start"] for h in json.loads((workdir / "history.json").read_text())]
+  assert starts == sorted(starts) and set(starts) == {1, 2}, starts  # epoch 1 or 2 saved first
   assert_same_run(final_state(workdir), uninterrupted)
   assert not (workdir / workdir_lock.LOCK_FILE).exists()
 
@@ -241,3 +250,20 @@ def test_a_bad_config_fails_before_any_work(fake_dataset, tmp_path):
   with pytest.raises(ValueError, match="config.model.normalisation.*'softmax', 'sigmoid'"):
     train.train_and_evaluate(fake_dataset, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+def test_a_start_without_its_data_leaves_nothing(tmp_path, caplog, monkeypatch):
+  """data_dir an empty folder and no network: one error naming that folder; no workdir, no
+  config.json, and no warning about TFDS's version folder (which does not exist)."""
+  monkeypatch.setattr(tfds_builders, "_unreachable",
+                      lambda urls: f"{urls[0]} is unreachable: no network")
+  data_dir = tmp_path / "data"
+  data_dir.mkdir()
+  config = tiny.get_config()
+  config.update(dataset="fashion_mnist", data_dir=str(data_dir))
+  with pytest.raises(datasets.DatasetUnavailableError,
+                     match=f"^Dataset 'fashion_mnist' is not prepared in data_dir {data_dir} and "
+                     "downloading its source files failed"):
+    train.train_and_evaluate(config, str(tmp_path / "runs" / "run"))
+  assert os.listdir(tmp_path) == ["data"] and not os.listdir(data_dir)
+  assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -40,7 +40,7 @@ def test_trains_every_seed_of_each_config_then_reads_the_finished_table(configs,
     assert (f"| {model} | b2 3 convs, wd 1e-4, 1 epoch | - | 2 | 0, 1 |" in markdown), markdown
   assert "## PyTorch reference" in markdown
   # Finished: the same table, read back without training.
-  monkeypatch.setattr(train, "Trainer", None)
+  monkeypatch.setattr(train.start_lib, "build", None)
   assert studies.train_table(configs, str(tmp_path), seeds=[0, 1]) == markdown
 
 

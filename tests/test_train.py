@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ import pytest
 from configs import tiny
 from ltpa_jax.base import devices
 from ltpa_jax.base import errors
+from ltpa_jax.config import validation as config_validation
 from ltpa_jax.model import models
 from ltpa_jax.core import optim
 from ltpa_jax.rundir import recorder
@@ -109,12 +111,23 @@ def test_fits_a_small_fixed_batch():
 
 
 def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
-    fake_dataset, tmp_path, capsys):
+    fake_dataset, tmp_path, capsys, monkeypatch):
   config = fake_dataset
+  validated = []
+  validate = config_validation.validate
+  monkeypatch.setattr(config_validation, "validate",
+                      lambda *args: validated.append(args) or validate(*args))
   run = train.train_and_evaluate(config, str(tmp_path))
+  assert len(validated) == 1  # the config, once, before anything else
   out = capsys.readouterr().out
   assert out.startswith(f"Training on {devices.describe('float32')}: "
                         "fake, 96 training images; model: ")
+  final, best = run["final"], run["best_on_test"]
+  errors_line = (f"final test top-1 error {final['test_top1_error']:.2f}%, top-5 "
+                 f"{final['test_top5_error']:.2f}%; best on test (epoch {best['epoch']}) top-1 "
+                 f"{best['test_top1_error']:.2f}%, top-5 {best['test_top5_error']:.2f}% (fake)")
+  assert re.search(rf"\nDone in \d+ s of training in 1 start: {re.escape(errors_line)}; "
+                   f"results in {tmp_path}.\n$", out), out
   assert "warning" not in out  # a tiny model: no CPU warning
   assert run["final"]["epoch"] == 2 and run["dataset_label"] == "fake"
   assert run["final"]["test_top5_error"] <= run["final"]["test_top1_error"] <= 100
@@ -135,6 +148,8 @@ def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
     with PIL.Image.open(tmp_path / name) as image:
       assert image.format == "PNG" and image.width >= 400 and image.height >= 300
   assert train.train_and_evaluate(config, str(tmp_path)) == run  # finished: read back
+  assert capsys.readouterr().out == (f"{tmp_path} holds a finished run, not trained again; its "
+                                     f"recorded results: {errors_line}.\n")
   out = tmp_path / "chosen.png"
   assert "after step 6" in attention.render(str(tmp_path), str(out), [3, 1, 4])
   with PIL.Image.open(out) as image:

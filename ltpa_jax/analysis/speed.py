@@ -163,7 +163,8 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
 
   with compilation_cache.counting() as cached:
     start = time.perf_counter()
-    compiled = experiment.compiled_steps(layout, state, data, train_rng, hparams)[(steps, batch)]
+    compiled = experiment.compile_steps(layout, [(steps, batch)], state, data, train_rng,
+                                        hparams)[(steps, batch)]
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     eval_fn = experiment.compiled_evaluation(layout, state, eval_data)

@@ -16,19 +16,20 @@ spans them all. Every process loads the same data and runs the same program with
 A run axis: several runs of one config that differ in their seed and float hyperparameters (seeds
 of `replicas`, the grid of `sweep`), their states, keys and hyperparameters stacked on a leading
 axis and their steps in one program (vmapped over the axis, or one after another; data shared),
-on one device. `DataParallel` and `RunAxis` give the training loop one interface to both.
+on one device. `DataParallel` and `RunAxis` give the training loop one interface to both:
+`Layout`.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
-from jax._src import distributed  # the coordination service client: no public barrier yet
 import numpy as np
 from jax.experimental import multihost_utils
+from orbax.checkpoint import multihost as orbax_multihost
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 AXIS = "batch"
@@ -64,11 +65,15 @@ def wait_for_every_process(timeout_s: int = 3600) -> None:
 
   On CPU, gloo connects the processes at their first collective with a fixed 30 s deadline, so a
   process that loads or compiles more slowly (a busy machine) fails its peer unless they enter
-  their collectives together: call this before a collective that may meet a slow peer.
+  their collectives together: call this before a collective that may meet a slow peer. The
+  barrier must therefore not be a collective itself: JAX's public one,
+  `multihost_utils.sync_global_devices`, is an all-gather over the devices (gloo on CPU) and
+  would meet that deadline. Orbax's public `get_barrier_sync_fn` waits at the barrier of JAX's
+  coordination service (which `jax.distributed.initialize` starts), with our timeout.
   """
   if jax.process_count() > 1:
-    distributed.global_state.client.wait_at_barrier(f"ltpa_jax/{next(_BARRIERS)}",
-                                                    timeout_s * 1000)
+    orbax_multihost.get_barrier_sync_fn()(key=f"ltpa_jax/{next(_BARRIERS)}",
+                                          timeout_ms=timeout_s * 1000)
 
 
 def any_process(flag: bool) -> bool:
@@ -111,28 +116,58 @@ def is_primary() -> bool:
   return jax.process_index() == 0
 
 
-class DataParallel:
-  """One run, its batches split over every device of every process; state and data replicated.
+class Layout(Protocol):
+  """How runs' arrays and steps are laid out: `DataParallel` (one run) or `RunAxis` (several).
 
-  `place`, `join` and `split` take and give one tree per run (here, one): host-local trees,
-  restored trees and the laid-out tree.
+  `place`, `join` and `split` take and give one tree per run: host-local trees, restored trees
+  and the laid-out tree.
   """
+  device_count: int  # the devices one run's batches are split over
+
+  def share(self, tree):
+    """Lays out what every run shares (the data)."""
+
+  def place(self, trees: Sequence):
+    """Lays out the runs' host-local trees (fresh states, keys, hyperparameters)."""
+
+  def join(self, trees: Sequence):
+    """The runs' trees as laid out, from trees restored in place (`split`'s parts)."""
+
+  def split(self, tree) -> list:
+    """Each run's part of a laid-out tree."""
+
+  def steps(self, train_steps: Callable) -> Callable:
+    """`train_steps(state, data, batches, rng, hparams, first)` for this layout."""
+
+  def evaluate(self, evaluate: Callable) -> Callable:
+    """`evaluate(state, data, mesh=...)` as `evaluate(state, data)` for this layout."""
+
+  def batches(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+    """The `batches` argument from each run's rows of batch indices."""
+
+  def batches_like(self, shape) -> jax.ShapeDtypeStruct:
+    """The abstract `batches` argument for rows of `shape` (steps, batch)."""
+
+  def compute(self, collection) -> list:
+    """Each run's values of a clu metrics Collection, on the host."""
+
+
+class DataParallel:
+  """A `Layout`: one run, its batches split over every device of every process; state and data
+  replicated."""
 
   def __init__(self):
     self.mesh = make_mesh()
     self.device_count = self.mesh.size
 
   def share(self, tree):
-    """Lays out what every run shares (the data)."""
     return replicate(tree, self.mesh)
 
   def place(self, trees: Sequence):
-    """Lays out the runs' host-local trees (fresh states, keys, hyperparameters)."""
     (tree,) = trees
     return self.share(tree)
 
   def join(self, trees: Sequence):
-    """The runs' trees as laid out, from trees restored in place (`split`'s parts)."""
     (tree,) = trees
     return tree
 
@@ -140,15 +175,12 @@ class DataParallel:
     return [tree]
 
   def steps(self, train_steps: Callable) -> Callable:
-    """`train_steps(state, data, batches, rng, hparams, first)` for this layout."""
     return data_parallel(train_steps, self.mesh)
 
   def evaluate(self, evaluate: Callable) -> Callable:
-    """`evaluate(state, data, mesh=...)` as `evaluate(state, data)` for this layout."""
     return lambda state, data: evaluate(state, data, mesh=self.mesh)
 
   def batches(self, rows: Sequence[np.ndarray]) -> np.ndarray:
-    """The `batches` argument from each run's rows of batch indices."""
     (batches,) = rows
     return batches
 
@@ -156,7 +188,6 @@ class DataParallel:
     return jax.ShapeDtypeStruct(shape, jnp.int32, sharding=replicated(self.mesh))
 
   def compute(self, collection) -> list:
-    """Each run's values of a clu metrics Collection, on the host."""
     return [jax.device_get(collection.compute())]
 
 
@@ -166,7 +197,7 @@ SEED_LAYOUTS = ("vmap", "loop")
 
 
 class RunAxis:
-  """`size` runs of one config (their seeds and float hyperparameters may differ), stacked on a
+  """A `Layout`: `size` runs of one config (their seeds and float hyperparameters may differ), stacked on a
   leading axis, on the default device; `how` (one of SEED_LAYOUTS) runs their steps in one
   program."""
 
@@ -215,21 +246,14 @@ class RunAxis:
     return self.split(jax.device_get(jax.vmap(lambda m: m.compute())(collection)))
 
 
-class CompiledSteps(dict):
-  """`train_steps(state, data, batches, rng, hparams, first)` in a layout (state donated),
-  AOT-compiled per shape (steps, batch) of one run's `batches`, on first use."""
-
-  def __init__(self, train_steps: Callable, layout: DataParallel | RunAxis, state, data, rng,
-               hparams):
-    super().__init__()
-    self._jitted = jax.jit(layout.steps(train_steps), donate_argnums=0)
-    self._layout = layout
-    self._abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        (state, data, rng, hparams))
-
-  def __missing__(self, shape):
-    state, data, rng, hparams = self._abstract
-    self[shape] = self._jitted.lower(state, data, self._layout.batches_like(shape), rng, hparams,
-                                     np.int32(0)).compile()
-    return self[shape]
+def compile_steps(train_steps: Callable, layout: Layout, shapes: Sequence[tuple[int, int]],
+                  state, data, rng, hparams) -> dict[tuple[int, int], jax.stages.Compiled]:
+  """`train_steps(state, data, batches, rng, hparams, first)` in `layout` (state donated),
+  compiled ahead of time for each shape (steps, batch) in `shapes` of one run's `batches`, for
+  arguments laid out like these: {shape: compiled}."""
+  jitted = jax.jit(layout.steps(train_steps), donate_argnums=0)
+  state, data, rng, hparams = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+      (state, data, rng, hparams))
+  return {shape: jitted.lower(state, data, layout.batches_like(shape), rng, hparams,
+                              np.int32(0)).compile() for shape in shapes}

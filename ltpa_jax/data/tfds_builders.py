@@ -164,7 +164,14 @@ def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
 
 def is_prepared(name: str, data_dir: str | None) -> bool:
   """Whether dataset `name` is prepared in TFDS `data_dir` (reading it otherwise prepares it)."""
-  return builder_class(name)(data_dir=data_dir).is_prepared()
+  return _is_prepared(builder_class(name)(data_dir=data_dir))
+
+
+def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
+  """`builder.is_prepared()` without its warning that the version folder has no
+  dataset_info.json, which it gives for a folder that does not exist too: the caller says
+  what is missing."""
+  return os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json"))
 
 
 def source_files(name: str) -> dict[str, str]:
@@ -183,7 +190,7 @@ def prepare(
   checksums either way. No-op when prepared.
   """
   builder = builder_class(name)(data_dir=data_dir)
-  if builder.is_prepared():
+  if _is_prepared(builder):
     return
   files = source_files(name)
   missing = [f for f in files if not (manual_dir and os.path.exists(os.path.join(manual_dir, f)))]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import jax
 import numpy as np
@@ -22,6 +22,7 @@ from ltpa_jax.rundir import workdir as workdir_lib
 
 HISTORY_FILE = "history.json"
 NOT_PRINTED = ("epoch", "epoch_seconds", "wall_seconds")  # in history.json, not on the epoch line
+START = "start"  # in history.json: which start of the run trained the epoch (1, 2, ...)
 
 
 def say(message: str):
@@ -41,14 +42,19 @@ def read_history(workdir: str, epochs: int) -> list[dict[str, float]]:
 
 class Recorder:
   """The measurement sink of the run in `workdir`: `epoch()` appends an epoch's numbers to its
-  history, and writes them to stdout (after `prefix`), history.json and TensorBoard; `finish()`
-  writes results.json and the figures. `history` holds the epochs recorded before a resume.
+  history and writes them to history.json and TensorBoard, `say_epoch()` prints them (after
+  `prefix`); `finish()` writes results.json and the figures. `history` holds the epochs recorded
+  before a resume. It saves nothing: the training loop saves each epoch's checkpoint after
+  `epoch()` (a resume trusts history.json to hold every epoch its checkpoint has) and before
+  `say_epoch()`.
   """
 
   def __init__(self, workdir: str, config, history: list[dict[str, float]], prefix: str = ""):
     self.workdir, self.config, self.history, self.prefix = workdir, config, history, prefix
-    # The wall seconds of the run before this process resumed it.
+    # The wall seconds of the run before this process resumed it, over the starts before this
+    # one that recorded an epoch (`start`: this one's number among them, and the last).
     self.elapsed_before = history[-1]["wall_seconds"] if history else 0.0
+    self.start = history[-1].get(START, 1) + 1 if history else 1
     self._primary = parallel.is_primary()
     self._writer = (summaries.SummaryWriter(os.path.join(workdir, "tensorboard"),
                                             purge_step=len(history) + 1 if history else None)
@@ -56,14 +62,10 @@ class Recorder:
     if not history:
       self._writer.write_text("config", str(config))
 
-  def epoch(self, summary: Mapping[str, float], eta_seconds: float,
-            images: Mapping[str, np.ndarray] | None, save: Callable[[], None]):
-    """Records an epoch's `summary` (with its "epoch") and TensorBoard `images` ({tag: NHWC}).
-
-    Calls `save` (the epoch's checkpoint) after history.json is written, which a resume trusts
-    to hold every epoch its checkpoint has, and before the epoch's line is printed.
-    """
-    self.history.append(dict(summary))
+  def epoch(self, summary: Mapping[str, float], images: Mapping[str, np.ndarray] | None):
+    """Records an epoch's `summary` (with its "epoch") and TensorBoard `images` ({tag: NHWC});
+    history.json also records which start trained it."""
+    self.history.append({**summary, START: self.start})
     epoch = summary["epoch"]
     self._writer.write_scalars(epoch, {k: v for k, v in summary.items() if k != "epoch"})
     if images:
@@ -72,8 +74,10 @@ class Recorder:
     if self._primary:
       workdir_lib.write_json(os.path.join(self.workdir, HISTORY_FILE), self.history,
                              overwrite=True)
-    save()
-    say(f"{self.prefix}epoch {epoch}/{self.config.num_epochs} " + " ".join(
+
+  def say_epoch(self, summary: Mapping[str, float], eta_seconds: float):
+    """Prints an epoch's line: its `summary` and the time the run has left."""
+    say(f"{self.prefix}epoch {summary['epoch']}/{self.config.num_epochs} " + " ".join(
         f"{k} {v:.4g}" for k, v in summary.items() if k not in NOT_PRINTED)
         + f" eta {eta_seconds:.0f}s")
 
@@ -81,7 +85,7 @@ class Recorder:
              ) -> dict[str, Any]:
     """Writes results.json, learning_curves.png and, with attention, attention_{split}.png of
     the `probes` ({split: (images, labels)}) under `predicted` ({split: (logits, maps)});
-    returns the results. `note` is recorded under "replicas"."""
+    returns the results. `wall_seconds`: of every start; `note` is recorded under "replicas"."""
     history = self.history
     train_seconds = sum(h["epoch_seconds"] for h in history)
     trained_images = sum(h["images_per_second"] * h["epoch_seconds"] for h in history)
@@ -98,10 +102,9 @@ class Recorder:
                                   os.path.join(self.workdir, f"attention_{split}.png"), labels,
                                   dataset.class_names, jax.nn.softmax(logits))
       results.write(self.workdir, run_results)
-    final = run_results["final"]
-    say(f"{self.prefix}Done in {wall_seconds:.0f} s: final test top-1 error "
-        f"{final['test_top1_error']:.2f}%, top-5 {final['test_top5_error']:.2f}% "
-        f"({dataset.label}); results in {self.workdir}.")
+    starts = "in 1 start" if self.start == 1 else f"over {self.start} starts"
+    say(f"{self.prefix}Done in {wall_seconds:.0f} s of training {starts}: "
+        f"{results.describe(run_results)}; results in {self.workdir}.")
     return run_results
 
   def close(self):

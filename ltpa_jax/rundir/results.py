@@ -82,6 +82,15 @@ def best_each(evaluated: Sequence[Mapping[str, float]]) -> dict[str, float]:
   return best
 
 
+def describe(run_results: Mapping[str, Any]) -> str:
+  """A run's final and best-on-test errors and its data, as the lines that end a run say them."""
+  final, best = run_results["final"], run_results["best_on_test"]
+  return (f"final test top-1 error {final['test_top1_error']:.2f}%, top-5 "
+          f"{final['test_top5_error']:.2f}%; best on test (epoch {best['epoch']}) top-1 "
+          f"{best['test_top1_error']:.2f}%, top-5 {best['test_top5_error']:.2f}% "
+          f"({run_results['dataset_label']})")
+
+
 def write(workdir: str, results: Mapping[str, Any]) -> str:
   """Writes `workdir/results.json` atomically; raises FileExistsError if it exists."""
   path = os.path.join(workdir, RESULTS_FILE)

@@ -133,22 +133,32 @@ def train_command(workdir: str) -> str:
 
 
 def check_same_config(workdir: str, config):
-  """Records `config` in a new workdir; in an existing one, checks it is the recorded config.
+  """Records `config` in a new workdir; in an existing one, checks it is the recorded config
+  (`check_config`)."""
+  if not check_config(workdir, config):
+    record_config(workdir, config)
+
+
+def record_config(workdir: str, config):
+  """Writes `config` to the workdir's config.json; FileExistsError if there is one."""
+  write_json(os.path.join(workdir, CONFIG_FILE), config_dict(config))
+
+
+def check_config(workdir: str, config) -> bool:
+  """Whether `workdir` records `config` (False: it records none and holds nothing else).
 
   Raises ConfigMismatchError, listing the differences, when the workdir was made with another
   config, or holds files but no recorded config: a run never mixes two configs or overwrites
   another run.
   """
   path = os.path.join(workdir, CONFIG_FILE)
-  current = config_dict(config)
   if not os.path.exists(path):
     if os.path.isdir(workdir) and set(os.listdir(workdir)) - {workdir_lock.LOCK_FILE}:
       raise ConfigMismatchError(
           f"Workdir {workdir} holds files but no {CONFIG_FILE}: it is not a run of ltpa_jax (or "
           "its config file was deleted). Use a new or empty workdir.")
-    write_json(path, current)
-    return
-  old, new = flatten(read_recorded(path)), flatten(current)
+    return False
+  old, new = flatten(read_recorded(path)), flatten(config_dict(config))
   for key in RESUMABLE_CHANGES:
     old.pop(key, None)
     new.pop(key, None)
@@ -160,3 +170,4 @@ def check_same_config(workdir: str, config):
     raise ConfigMismatchError(
         f"Workdir {workdir} holds a run of another config ({changes}). Use a new workdir for "
         f"this config, or resume that run with its own config: {train_command(workdir)}")
+  return True

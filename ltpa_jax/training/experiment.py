@@ -64,11 +64,12 @@ class Experiment:
     return jax.jit(functools.partial(steps.evaluate, self.model, self.dataset.info,
                                      batch_size or self.config.eval_batch_size))
 
-  def compiled_steps(self, layout, state, data: datasets.Examples, rng,
-                     hparams) -> parallel.CompiledSteps:
-    """`train_steps` in `layout` (one run or a run axis), compiled per call shape on first use,
-    for states, data, keys and hyperparameters laid out like these."""
-    return parallel.CompiledSteps(self.train_steps, layout, state, data, rng, hparams)
+  def compile_steps(self, layout: parallel.Layout, shapes, state, data: datasets.Examples, rng,
+                    hparams) -> dict:
+    """`train_steps` in `layout` (one run or a run axis), compiled for each call shape (steps,
+    batch) in `shapes`, for states, data, keys and hyperparameters laid out like these:
+    {shape: compiled} (`parallel.compile_steps`)."""
+    return parallel.compile_steps(self.train_steps, layout, shapes, state, data, rng, hparams)
 
   def compiled_evaluation(self, layout, state, data: datasets.Examples):
     """`steps.evaluate` in `layout`, in batches of the config's eval_batch_size, compiled for
@@ -95,14 +96,16 @@ class Experiment:
 
 def build(config: ml_collections.ConfigDict, num_devices: int = 1,
           splits: Sequence[str] = datasets.SPLITS,
-          make_dataset: Callable[[ml_collections.ConfigDict], datasets.Dataset] | None = None
-          ) -> Experiment:
-  """Validates `config` (for a run on `num_devices`), then builds its experiment.
+          make_dataset: Callable[[ml_collections.ConfigDict], datasets.Dataset] | None = None,
+          validate: bool = True) -> Experiment:
+  """Validates `config` (for a run on `num_devices`; not if `validate` is False: the caller
+  did), then builds its experiment.
 
   Reads the `splits` of the config's dataset once (none: only its names and sizes), or takes
   the dataset `make_dataset(config)` makes (synthetic data).
   """
-  config_validation.validate(config, num_devices)
+  if validate:
+    config_validation.validate(config, num_devices)
   if make_dataset is not None:
     dataset = make_dataset(config)
   else:

@@ -20,7 +20,7 @@ from ltpa_jax.rundir import results
 from ltpa_jax.rundir import summaries
 from ltpa_jax.rundir import workdir as workdir_lib
 
-HISTORY_FILE = "history.json"
+HISTORY_FILE = results.HISTORY_FILE
 NOT_PRINTED = ("epoch", "epoch_seconds", "wall_seconds")  # in history.json, not on the epoch line
 START = "start"  # in history.json: which start of the run trained the epoch (1, 2, ...)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shlex
 import time
 from typing import Sequence
 
@@ -214,13 +213,13 @@ def _summaries(start: start_lib.Start, epoch: int, step: int, state, epoch_metri
   summaries = []
   for train, test_run, hparams in zip(start.layout.compute(epoch_metrics), test, start.hparams):
     summary = {"epoch": epoch, "train_loss": float(train["loss"]),
-               "train_error": 100 * (1 - float(train["accuracy"])),
+               "train_error": steps.error_percent(train["accuracy"]),
                "learning_rate": float(start.experiment.schedule(hparams)(step - 1)),
                "images_per_second": progress.trained / seconds, "epoch_seconds": seconds}
     if test_run is not None:
       summary.update(test_loss=float(test_run["loss"]),
-                     test_top1_error=100 * (1 - float(test_run["accuracy"])),
-                     test_top5_error=100 * (1 - float(test_run["top5_accuracy"])))
+                     test_top1_error=steps.error_percent(test_run["accuracy"]),
+                     test_top5_error=steps.error_percent(test_run["top5_accuracy"]))
     summaries.append(summary)
   return summaries
 
@@ -323,9 +322,8 @@ def _finished(workdir: str, runs, new) -> list[dict] | None:
   if not all(finished):
     for path, run_config in new:
       workdir_lib.record_config(path, run_config)
-    resume = "; ".join(
-        f"python -m ltpa_jax --config {shlex.quote(os.path.join(path, workdir_lib.CONFIG_FILE))} "
-        f"--workdir {shlex.quote(path)}" for (path, _), done in zip(runs, finished) if not done)
+    resume = "; ".join(workdir_lib.train_command(path)
+                       for (path, _), done in zip(runs, finished) if not done)
     raise errors.UserError(f"Some runs in {workdir} finished, others did not: resume each "
                            f"unfinished one alone ({resume}), or use a new workdir.")
   recorded = [results.read(path) for path, _ in runs]

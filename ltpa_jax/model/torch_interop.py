@@ -173,7 +173,15 @@ def to_torch(variables, model, scheme: str) -> dict[str, np.ndarray]:
 def load_pth(path) -> dict[str, np.ndarray]:
   """The state_dict of a .pth file holding one, raw or under the key 'state_dict' or 'model'."""
   torch = _import_torch()
-  checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+  try:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+  except FileNotFoundError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # torch's: OSError, pickle, zip, ...
+    reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+    raise errors.UserError(f"{path} cannot be read as a PyTorch checkpoint ({reason}): it is "
+                           "damaged, or not a .pth file. Save it again with "
+                           "torch.save(model.state_dict(), path).") from e
   for key in ("state_dict", "model"):
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
       checkpoint = checkpoint[key]

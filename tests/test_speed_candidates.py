@@ -136,8 +136,9 @@ def test_max_pool_by_reshape_splits_a_tie_where_flax_picks_one():
 
 
 def conv_bias_keys(params):
-  return [k for k in jax.tree_util.tree_flatten_with_path(params)[0]
-          if "conv" in jax.tree_util.keystr(k[0]) and k[0][-1].key == "bias"]
+  """The paths of block*/conv*/bias."""
+  return [path for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
+          if "conv" in jax.tree_util.keystr(path) and path[-1].key == "bias"]
 
 
 def without_conv_biases(tree):
@@ -161,8 +162,10 @@ def test_conv_bias_free_sgd_step_is_the_same_maths(x64):
   leaves, treedef = jax.tree_util.tree_flatten_with_path(state.params)
   rng = np.random.default_rng(0)
   params = jax.tree_util.tree_unflatten(treedef, [
-      v + rng.standard_normal(v.shape) if v.ndim == 1 and k in conv_bias_keys(state.params)
-      else v for k, v in leaves])
+      v + rng.standard_normal(v.shape) if k in conv_bias_keys(state.params) else v
+      for k, v in leaves])
+  assert all(params[b][c]["bias"].all() for b, convs in params.items() if b.startswith("block")
+             for c in convs if c.startswith("conv"))
   state = state.replace(params=params, opt_state=tx.init(params))
   free_params = without_conv_biases(params)
   free_state = state.replace(params=free_params, opt_state=tx.init(free_params))

@@ -24,6 +24,10 @@
 #   sweep        issues 14's and 29's speed sweep alone (no data needed: carry only .whl).
 #   peer         benchmarks/torch_peer.py --jax: the PyTorch peer's three modes and the JAX
 #                baseline in one call (no data needed: carry only .whl); writes torch_peer.json.
+#   profile      benchmarks/profile_steps.py: 20 traced steps of the benchmark (bfloat16
+#                vgg19_att; $MODEL_FIELDS, space-separated field=value, e.g.
+#                "conv_bias_free=True"), summarised in profile.md and profile.json, the trace in
+#                $OUT/trace (carry only .whl).
 # Dry runs on CPU (after `pack`; OUT, KIT and PYTHON as you like): DRY_RUN=1 runs each job with
 # the tiny config on a few hundred images.
 set -euo pipefail
@@ -89,6 +93,14 @@ peer() {  # the PyTorch peer beside the JAX baseline: needs only .whl
   "$PYTHON" benchmarks/torch_peer.py --out "$OUT/torch_peer.json" --jax ${DRY_RUN:+--dry_run}
 }
 
+profile() {  # where a training step's time goes: needs only .whl
+  : "${OUT:?set OUT to the folder for the results}"
+  install
+  local fields=() field
+  for field in ${MODEL_FIELDS:-}; do fields+=(--model "$field"); done
+  "$PYTHON" benchmarks/profile_steps.py --out "$OUT" "${fields[@]}" ${DRY_RUN:+--dry_run}
+}
+
 acceptance() {  # job 1
   unpack
   "$PYTHON" benchmarks/gpu_acceptance.py --out "$OUT" --data_dir "$KIT/tfds" \
@@ -128,7 +140,7 @@ runs() {  # jobs 2-3
 }
 
 case "${1:-}" in
-  pack | receive | acceptance | runs | sweep | peer) "$1" ;;
-  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|acceptance|runs|sweep|peer" >&2
+  pack | receive | acceptance | runs | sweep | peer | profile) "$1" ;;
+  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|acceptance|runs|sweep|peer|profile" >&2
      exit 2 ;;
 esac

@@ -18,8 +18,9 @@ images held in memory (--examples). Modes, in order:
               torch.compile's default mode: CUDA graphs need CUDA); inductor's CPU compile of
               this model takes minutes on a small machine.
 
-Each mode: --warmup steps first (their time, compilation included, reported apart as
-warmup_seconds), then --steps timed steps, the device synchronised before and after. --jax also
+Each mode: --warmup steps first (their time reported apart: warmup_seconds, and the first step's,
+torch.compile's compilation and autotuning included, first_step_seconds), then --steps timed
+steps, the device synchronised before and after. --jax also
 runs the JAX baseline (`python -m ltpa_jax.benchmark`, device_sweep.py's baseline: vgg19_att,
 bfloat16, batch 64) in this call, its report under "jax". --dry_run: width 1/16, 2 timed steps
 after 1 warm-up, 256 images, modes reference and eager_bf16 on CPU.
@@ -103,18 +104,21 @@ def synchronize(device):
 
 
 def time_steps(step, batches, device, warmup: int, steps: int) -> dict:
-  """Runs `step` on `warmup` then `steps` batches from the iterator `batches`; the timings."""
+  """Runs `step` on `warmup` then `steps` batches from the iterator `batches`; the timings: the
+  first step's apart (torch.compile compiles then), the warm-up's in all, the timed steps'."""
   synchronize(device)
-  start = time.perf_counter()
+  times = [time.perf_counter()]
   for _ in range(warmup):
     step(*next(batches))
-  synchronize(device)
-  timed = time.perf_counter()
+    synchronize(device)
+    times.append(time.perf_counter())
+  timed = times[-1]
   for _ in range(steps):
     loss = step(*next(batches))
   synchronize(device)
   seconds = time.perf_counter() - timed
-  return {"warmup_seconds": timed - start, "timed_seconds": seconds, "steps": steps,
+  return {"first_step_seconds": times[1] - times[0] if warmup else None,
+          "warmup_seconds": timed - times[0], "timed_seconds": seconds, "steps": steps,
           "images_per_second": steps * BATCH / seconds, "ms_per_step": 1e3 * seconds / steps,
           "last_loss": float(loss)}
 
@@ -203,6 +207,8 @@ def main():
   args = parser.parse_args()
   if args.dry_run:
     args.width, args.steps, args.warmup, args.examples = 0.0625, 2, 1, 256
+  if args.steps < 1 or args.warmup < 0:
+    parser.error(f"need --steps >= 1 and --warmup >= 0; got {args.steps}, {args.warmup}")
   if os.path.exists(args.out):
     parser.error(f"{args.out} exists; not overwriting it.")
   device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

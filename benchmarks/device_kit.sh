@@ -21,7 +21,8 @@
 #                while the machine is warm (carry nothing more), it resumes. Once the table is
 #                done it runs robustness and visualize on every run and puts their small files
 #                in $OUT/results.tar (results/<card>_$COMMIT/<config>/seed_<s>/...).
-#   sweep        issues 14's and 29's speed sweep alone (no data needed: carry only .whl).
+#   sweep        issues 14's and 29's speed sweep alone (no data needed: carry only .whl);
+#                $SWEEP_ONLY: the candidates to run, names separated by ';' (default: all).
 #   peer         benchmarks/torch_peer.py --jax: the PyTorch peer's three modes and the JAX
 #                baseline in one call (no data needed: carry only .whl); writes torch_peer.json.
 #   profile      benchmarks/profile_steps.py: 20 traced steps of the benchmark (bfloat16
@@ -83,7 +84,8 @@ sweep() {  # issue 14's speed candidates on synthetic data: needs only .whl
   : "${OUT:?set OUT to the folder for the results}"
   install
   (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
-  "$PYTHON" benchmarks/device_sweep.py --out "$OUT" ${DRY_RUN:+--dry_run}
+  "$PYTHON" benchmarks/device_sweep.py --out "$OUT" ${DRY_RUN:+--dry_run} \
+    ${SWEEP_ONLY:+--only "$SWEEP_ONLY"}
 }
 
 peer() {  # the PyTorch peer beside the JAX baseline: needs only .whl

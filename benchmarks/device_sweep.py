@@ -174,11 +174,11 @@ def main():
   parser.add_argument("--budget_s", type=float, default=450,
                       help="start no candidate after this many seconds")
   parser.add_argument("--dry_run", action="store_true", help="tiny widths, for CPU")
-  parser.add_argument("--only", default="", help="comma-separated candidate names: run only "
-                      "those (default: all)")
+  parser.add_argument("--only", default="", help="candidate names separated by ';' (names "
+                      "hold commas): run only those, in CANDIDATES' order (default: all)")
   args = parser.parse_args()
   names = [name for name, _ in CANDIDATES]
-  only = [name for name in args.only.split(",") if name]
+  only = [name.strip() for name in args.only.split(";") if name.strip()]
   if unknown := [name for name in only if name not in names]:
     parser.error(f"--only: no candidate named {', '.join(unknown)}; the names: {', '.join(names)}")
   os.makedirs(args.out, exist_ok=True)

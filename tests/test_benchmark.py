@@ -104,7 +104,7 @@ def test_device_sweep_dry_run_of_issue_29s_candidates(tmp_path):
   """benchmarks/device_sweep.py --dry_run: all model candidates in one process (every field
   reaches the config), and the widest command buffers (XLA parses the flag on CPU too: every name
   `command_buffer_types` found is one XLA accepts)."""
-  only = "all candidates,widest command buffers"
+  only = "all candidates;widest command buffers"
   command = [sys.executable, "benchmarks/device_sweep.py", "--out", str(tmp_path), "--dry_run",
              "--only", only]
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_THREEFRY_PARTITIONABLE="0",
@@ -112,7 +112,7 @@ def test_device_sweep_dry_run_of_issue_29s_candidates(tmp_path):
   result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   rows = json.loads((tmp_path / "sweep.json").read_text())
-  assert [row["name"] for row in rows] == only.split(",")
+  assert [row["name"] for row in rows] == only.split(";")
   for row in rows:
     assert "error" not in row and row["train_images_per_second"] > 0, row
   assert rows[0]["results"]["config"]["model"] | {

@@ -21,7 +21,14 @@
 #                while the machine is warm (carry nothing more), it resumes. Once the table is
 #                done it runs robustness and visualize on every run and puts their small files
 #                in $OUT/results.tar (results/<card>_$COMMIT/<config>/seed_<s>/...).
-#   sweep        issue 14's speed sweep alone (no data needed: carry only .whl).
+#   sweep        issues 14's and 29's speed sweep alone (no data needed: carry only .whl);
+#                $SWEEP_ONLY: the candidates to run, names separated by ';' (default: all).
+#   peer         benchmarks/torch_peer.py --jax: the PyTorch peer's three modes and the JAX
+#                baseline in one call (no data needed: carry only .whl); writes torch_peer.json.
+#   profile      benchmarks/profile_steps.py: 20 traced steps of the benchmark (bfloat16
+#                vgg19_att; $MODEL_FIELDS, space-separated field=value, e.g.
+#                "conv_bias_free=True"), summarised in profile.md and profile.json, the trace in
+#                $OUT/trace (carry only .whl).
 # Dry runs on CPU (after `pack`; OUT, KIT and PYTHON as you like): DRY_RUN=1 runs each job with
 # the tiny config on a few hundred images.
 set -euo pipefail
@@ -77,7 +84,23 @@ sweep() {  # issue 14's speed candidates on synthetic data: needs only .whl
   : "${OUT:?set OUT to the folder for the results}"
   install
   (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
-  "$PYTHON" benchmarks/device_sweep.py --out "$OUT" ${DRY_RUN:+--dry_run}
+  "$PYTHON" benchmarks/device_sweep.py --out "$OUT" ${DRY_RUN:+--dry_run} \
+    ${SWEEP_ONLY:+--only "$SWEEP_ONLY"}
+}
+
+peer() {  # the PyTorch peer beside the JAX baseline: needs only .whl
+  : "${OUT:?set OUT to the folder for the results}"
+  install
+  (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
+  "$PYTHON" benchmarks/torch_peer.py --out "$OUT/torch_peer.json" --jax ${DRY_RUN:+--dry_run}
+}
+
+profile() {  # where a training step's time goes: needs only .whl
+  : "${OUT:?set OUT to the folder for the results}"
+  install
+  local fields=() field
+  for field in ${MODEL_FIELDS:-}; do fields+=(--model "$field"); done
+  "$PYTHON" benchmarks/profile_steps.py --out "$OUT" "${fields[@]}" ${DRY_RUN:+--dry_run}
 }
 
 acceptance() {  # job 1
@@ -119,7 +142,7 @@ runs() {  # jobs 2-3
 }
 
 case "${1:-}" in
-  pack | receive | acceptance | runs | sweep) "$1" ;;
-  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|acceptance|runs|sweep" >&2
+  pack | receive | acceptance | runs | sweep | peer | profile) "$1" ;;
+  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|acceptance|runs|sweep|peer|profile" >&2
      exit 2 ;;
 esac

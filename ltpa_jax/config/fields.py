@@ -101,6 +101,14 @@ FIELDS = (
           range=Range(1, low_closed=True), shown=True),
     Field("model.batchnorm_one_pass", False, "BatchNorm variance as E[x^2] - E[x]^2 in one pass",
           before=False),
+    Field("model.attention_narrow_sums", False, "attention's sums of a*l and <u, l + g> in the "
+          "compute dtype with float32 accumulation (no float32 copy of l); u as a contraction, "
+          "not a 1x1 conv (speed; the same maths in float64)", before=False),
+    Field("model.max_pool_by_reshape", False, "max-pools as a max over a reshape (speed: no "
+          "select_and_scatter); on ties the gradient is split among the tied elements",
+          before=False),
+    Field("model.conv_bias_free", False, "no bias on the convs before BatchNorm, which cancels it "
+          "in training (speed); exported as zero biases", before=False),
     Field("model.width_multiplier", 1.0, "scales every channel width (tiny models for tests)",
           range=POSITIVE),
     Field("model.init_scheme", "kaiming", "kaiming: normal fan_in, BN scale ~ N(0, 0.01) | "

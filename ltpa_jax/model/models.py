@@ -101,36 +101,57 @@ class BatchNorm(nn.Module):
 
 
 class ConvBlock(nn.Module):
-  """`num_convs` x [conv3x3(pad 1, bias) -> BatchNorm -> ReLU], optionally a maxpool after each."""
+  """`num_convs` x [conv3x3(pad 1, bias) -> BatchNorm -> ReLU], optionally a maxpool after each.
+
+  `conv_bias_free`: the convs without bias. In training BatchNorm subtracts the batch mean, which
+  cancels any bias (the same maths; the bias's gradient is rounding noise); in evaluation the
+  running mean has absorbed it.
+  """
 
   features: int
   num_convs: int
   pool_each: bool = False
   init_scheme: str = "kaiming"
   batchnorm_one_pass: bool = False
+  conv_bias_free: bool = False
+  max_pool_by_reshape: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
     for i in range(self.num_convs):
-      x = nn.Conv(self.features, (3, 3), padding=1, kernel_init=_conv_init(self.init_scheme),
-                  dtype=self.dtype, param_dtype=wide_dtype(self.dtype), name=f"conv{i}")(x)
+      x = nn.Conv(self.features, (3, 3), padding=1, use_bias=not self.conv_bias_free,
+                  kernel_init=_conv_init(self.init_scheme), dtype=self.dtype,
+                  param_dtype=wide_dtype(self.dtype), name=f"conv{i}")(x)
       x = nn.relu(BatchNorm(self.init_scheme, one_pass=self.batchnorm_one_pass, dtype=self.dtype,
                             name=f"bn{i}")(x, train))
       if self.pool_each:
-        x = max_pool(x)
+        x = max_pool(x, self.max_pool_by_reshape)
     return x
 
 
-def max_pool(x):
-  return nn.max_pool(x, (2, 2), strides=(2, 2))
+def max_pool(x, by_reshape: bool = False):
+  """2x2 max-pool, stride 2, of x (N,H,W,C) with even H and W.
+
+  `by_reshape`: as a max over the axes of x reshaped to (N,H/2,2,W/2,2,C), whose gradient is
+  elementwise (no select_and_scatter). Without ties the same maths. On a tie it splits the
+  gradient equally among the tied elements (jnp.max's rule); flax's max_pool (reduce_window) and
+  torch's max_pool2d give all of it to one of them, the first in the window. The model pools ReLU
+  outputs, whose ties are mostly zeros, where ReLU's gradient is 0 either way.
+  """
+  if not by_reshape:
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
-def normalise_and_pool(c, l, normalisation: str):
+def normalise_and_pool(c, l, normalisation: str, narrow_sums: bool = False):
   """(g_s, c, a) of raw scores c (N,H,W) over the local features l (N,H,W,C), as both attention
   types return them: softmax over positions and the sum of a*l, or sigmoid and the mean of a*l.
 
-  The scores, map and descriptor are float32 (float64 for a float64 model).
+  The scores, map and descriptor are float32 (float64 for a float64 model). The sum of a*l is
+  taken in float32 too (a float32 copy of l), or, with `narrow_sums`, of a rounded to l's dtype
+  times l, accumulated in float32 (no wide copy of l; the same maths in float64).
   """
   choice("normalisation", normalisation, NORMALISATIONS)
   wide = wide_dtype(l.dtype)
@@ -138,11 +159,36 @@ def normalise_and_pool(c, l, normalisation: str):
   n, h, w = c.shape
   if normalisation == "softmax":
     a = jax.nn.softmax(c.reshape(n, h * w), axis=-1).reshape(n, h, w)
-    g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(wide))
   else:
     a = jax.nn.sigmoid(c)
-    g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(wide)) / (h * w)
-  return g_s, c, a
+  if narrow_sums:
+    g_s = jnp.einsum("nhw,nhwc->nc", a.astype(l.dtype), l, preferred_element_type=wide)
+  else:
+    g_s = jnp.einsum("nhw,nhwc->nc", a, l.astype(wide))
+  return (g_s if normalisation == "softmax" else g_s / (h * w)), c, a
+
+
+class U(nn.Module):
+  """The compatibility vector u as a contraction: <u, x> over the channels of x (N,H,W,C), in
+  x's dtype accumulated in float32 (float64 for a float64 model), shape (N,H,W,1). Its parameter
+  is that of the 1x1 conv to one channel it replaces (`kernel`, (1, 1, C, 1), the same init)."""
+
+  init_scheme: str = "kaiming"
+
+  @nn.compact
+  def __call__(self, x):
+    wide = wide_dtype(x.dtype)
+    kernel = self.param("kernel", _conv_init(self.init_scheme), (1, 1, x.shape[-1], 1), wide)
+    return jnp.einsum("nhwc,co->nhwo", x, kernel[0, 0].astype(x.dtype),
+                      preferred_element_type=wide)
+
+
+def u_module(init_scheme: str, dtype, narrow_sums: bool, name: str | None = None) -> nn.Module:
+  """The compatibility vector u (no bias): a 1x1 conv to one channel, or with `narrow_sums` `U`."""
+  if narrow_sums:
+    return U(init_scheme, name=name)
+  return nn.Conv(1, (1, 1), use_bias=False, kernel_init=_conv_init(init_scheme), dtype=dtype,
+                 param_dtype=wide_dtype(dtype), name=name)
 
 
 class LinearAttention(nn.Module):
@@ -154,20 +200,20 @@ class LinearAttention(nn.Module):
 
   normalisation: str = "softmax"  # softmax over positions, sum of a*l | sigmoid, mean of a*l
   compatibility: str = "pc"  # pc: <u, l + g> | dp: <l, g>
-  u: nn.Module | None = None  # the shared 1x1 conv u (pc); None = own u
+  u: nn.Module | None = None  # the shared u (pc, `u_module`); None = own u
   init_scheme: str = "kaiming"
+  narrow_sums: bool = False  # `normalise_and_pool`'s; u by `U`
 
   @nn.compact
   def __call__(self, l, g):
     choice("compatibility", self.compatibility, COMPATIBILITIES)
     if self.compatibility == "pc":
-      u = self.u if self.u is not None else nn.Conv(
-          1, (1, 1), use_bias=False, kernel_init=_conv_init(self.init_scheme), dtype=l.dtype,
-          param_dtype=wide_dtype(l.dtype), name="u")
+      u = self.u if self.u is not None else u_module(self.init_scheme, l.dtype, self.narrow_sums,
+                                                     name="u")
       c = u(l + g[:, None, None, :])[..., 0]
     else:
       c = jnp.einsum("nhwc,nc->nhw", l, g.astype(l.dtype))
-    return normalise_and_pool(c, l, self.normalisation)
+    return normalise_and_pool(c, l, self.normalisation, self.narrow_sums)
 
 
 def upsample(x, size):
@@ -191,6 +237,7 @@ class GridAttention(nn.Module):
   features: int = 256
   normalisation: str = "softmax"  # softmax over positions, sum of a*l | sigmoid, mean of a*l
   init_scheme: str = "kaiming"
+  narrow_sums: bool = False  # `normalise_and_pool`'s
 
   @nn.compact
   def __call__(self, l, g):
@@ -200,7 +247,7 @@ class GridAttention(nn.Module):
     g = g.reshape(g.shape[0], 1, 1, -1) if g.ndim == 2 else g
     gate = conv(self.features, "W_l")(l) + upsample(conv(self.features, "W_g")(g), l.shape[1:3])
     c = conv(1, "phi", bias=True)(nn.relu(gate))[..., 0]
-    return normalise_and_pool(c, l, self.normalisation)
+    return normalise_and_pool(c, l, self.normalisation, self.narrow_sums)
 
 
 class VGGAttention(nn.Module):
@@ -229,6 +276,9 @@ class VGGAttention(nn.Module):
   width_multiplier: float = 1.0
   init_scheme: str = "kaiming"
   batchnorm_one_pass: bool = False  # BatchNorm's variance as E[x^2] - E[x]^2 (see BatchNorm)
+  attention_narrow_sums: bool = False  # attention's sums in dtype, f32 accumulation; u an einsum
+  max_pool_by_reshape: bool = False  # max-pools as reshape + max (see max_pool)
+  conv_bias_free: bool = False  # no bias on the convs before BatchNorm (see ConvBlock)
   dtype: Dtype = jnp.float32
 
   def _width(self, features: int) -> int:
@@ -249,13 +299,15 @@ class VGGAttention(nn.Module):
     block = lambda s, n, **kw: ConvBlock(self._width(BLOCK_FEATURES[s - 1]), n,
                                          init_scheme=self.init_scheme,
                                          batchnorm_one_pass=self.batchnorm_one_pass,
+                                         conv_bias_free=self.conv_bias_free,
+                                         max_pool_by_reshape=self.max_pool_by_reshape,
                                          dtype=self.dtype, name=f"block{s}", **kw)
     x = block(1, 2)(x, train)
     x = block(2, self.b2_convs)(x, train)
     local = {}
     for s, num_convs in ((3, 3), (4, 3), (5, 3)):
       x = block(s, num_convs)(x, train)
-      pooled = max_pool(x)
+      pooled = max_pool(x, self.max_pool_by_reshape)
       local[s - 2] = x if self.attention_position == "before" else pooled
       x = pooled
     x = block(6, 2, pool_each=True)(x, train)
@@ -271,12 +323,14 @@ class VGGAttention(nn.Module):
         raise ValueError("attention_type='grid' has its own gate per layer: it takes neither "
                          "shared_u=True nor compatibility='dp'")
       attention = lambda s: GridAttention(self._width(self.attn_features), self.normalisation,
-                                          self.init_scheme, name=f"attention{s}")
+                                          self.init_scheme, self.attention_narrow_sums,
+                                          name=f"attention{s}")
     else:
-      shared_u = nn.Conv(1, (1, 1), use_bias=False, name="u", **conv_kwargs) if (
+      shared_u = u_module(self.init_scheme, self.dtype, self.attention_narrow_sums, name="u") if (
           self.shared_u and self.compatibility == "pc") else None
       attention = lambda s: LinearAttention(self.normalisation, self.compatibility, shared_u,
-                                            self.init_scheme, name=f"attention{s}")
+                                            self.init_scheme, self.attention_narrow_sums,
+                                            name=f"attention{s}")
     descriptors, maps = [], {}
     for s in self.attended_layers:
       l = local[s]

@@ -37,6 +37,8 @@ The reference code attends all three layers with pc compatibility; this project'
 exactly the tensors the model uses. The grid gates' names are those of the SaoYan port's
 GridAttentionBlock (W_l, W_g, phi), under `attn{s}` in its naming and `grid{s}` in the reference
 naming (the port's own AttnVGG_grid is another network: it attends b3 and b4 to a g map).
+A `conv_bias_free` model (no bias on the convs before BatchNorm) exports those biases as zeros
+and imports them only when they are zero (a StateDictMismatchError otherwise).
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ def from_torch(state_dict, model, channels: int = 3, scheme: str | None = None) 
   specs = {torch_name(key, scheme): (key, spec)
            for key, spec in flax.traverse_util.flatten_dict(like).items()}
   unused = _unused_weights(model, like["params"], scheme, ("op", "op1", "op2", "op3"))
-  flat, missing, mismatched, ignored = {}, [], [], []
+  absent = _absent_conv_biases(model, like["params"], scheme)
+  flat, missing, mismatched, ignored, non_zero = {}, [], [], [], []
   for name, (key, spec) in specs.items():
     if name not in state_dict:
       missing.append(name)
@@ -132,8 +135,19 @@ def from_torch(state_dict, model, channels: int = 3, scheme: str | None = None) 
       mismatched.append(f"{name} checkpoint {np.shape(state_dict[name])} vs unused {unused[name]}")
     else:
       ignored.append(name)
+  for name in sorted(state_dict.keys() & absent.keys()):
+    if np.shape(state_dict[name]) != absent[name]:
+      mismatched.append(f"{name} checkpoint {np.shape(state_dict[name])} vs {absent[name]}")
+    elif np.any(state_dict[name]):
+      non_zero.append(name)
+  if non_zero:
+    raise StateDictMismatchError(
+        f"The state_dict has non-zero conv biases before BatchNorm ({', '.join(non_zero)}), "
+        "which a model with model.conv_bias_free=True cannot hold: it has no such biases "
+        "(BatchNorm cancels them in training, not in evaluation). Import it with "
+        "model.conv_bias_free=False; train or export with the field off.")
   unexpected = sorted(k for k in state_dict if k not in specs and k not in unused
-                      and not k.endswith(_NUM_BATCHES_TRACKED))
+                      and k not in absent and not k.endswith(_NUM_BATCHES_TRACKED))
   if missing or unexpected or mismatched:
     problems = [f"{len(v)} {what}: {', '.join(v)}" for what, v in (
         ("missing names", sorted(missing)), ("unexpected names", unexpected),
@@ -152,7 +166,8 @@ def to_torch(variables, model, scheme: str) -> dict[str, np.ndarray]:
   """The torch state_dict (numpy arrays) of `model`'s Flax variables {"params", "batch_stats"}.
 
   For a model without attention, the reference naming adds the reference module's unused
-  `projector` and u's (`op` if `model.shared_u`, else `op1`..`op3`) as zeros.
+  `projector` and u's (`op` if `model.shared_u`, else `op1`..`op3`) as zeros; for a
+  `conv_bias_free` model, the conv biases before BatchNorm as zeros.
   """
   state_dict = {}
   for key, value in flax.traverse_util.flatten_dict(
@@ -166,6 +181,8 @@ def to_torch(variables, model, scheme: str) -> dict[str, np.ndarray]:
   params = variables["params"]
   u_names = ("op",) if model.shared_u else ("op1", "op2", "op3")
   for name, shape in _unused_weights(model, params, scheme, u_names).items():
+    state_dict[name] = np.zeros(shape, params["dense"]["kernel"].dtype)
+  for name, shape in _absent_conv_biases(model, params, scheme).items():
     state_dict[name] = np.zeros(shape, params["dense"]["kernel"].dtype)
   return state_dict
 
@@ -216,6 +233,16 @@ def _unused_weights(model, params, scheme: str, u_names) -> dict[str, tuple[int,
     return {}
   g, l1 = params["dense"]["kernel"].shape[-1], params["block3"]["conv0"]["kernel"].shape[-1]
   return {"projector.weight": (g, l1, 1, 1)} | {f"{u}.weight": (1, g, 1, 1) for u in u_names}
+
+
+def _absent_conv_biases(model, params, scheme: str) -> dict[str, tuple[int, ...]]:
+  """Torch names and shapes of the conv biases before BatchNorm that a `conv_bias_free` model
+  lacks (its reference module has them); none for other models."""
+  if not model.conv_bias_free:
+    return {}
+  return {torch_name(("params", block, conv, "bias"), scheme): (leaves["kernel"].shape[-1],)
+          for block, convs in params.items() if block.startswith("block")
+          for conv, leaves in convs.items() if conv.startswith("conv")}
 
 
 def _check_scheme(scheme: str) -> str:

@@ -3,7 +3,7 @@
     python benchmarks/profile_steps.py --out $OUT                     # on the GPU: 2 calls x 10
     python benchmarks/profile_steps.py --out /tmp/profile --dry_run   # on CPU: tiny, 1-step calls
 
-Runs `ltpa_jax.benchmark.run` (synthetic data; --config, bfloat16 unless --dtype, --model
+Runs `ltpa_jax.analysis.speed.run` (synthetic data; --config, bfloat16 unless --dtype, --model
 field=value overrides such as attention_narrow_sums=True) inside `jax.profiler.trace` and reads
 the trace.json.gz (chrome trace format) it writes. Kernels: the trace's events that name an HLO
 op (`args.hlo_op`), on the device's streams (or, on CPU, XLA's thunks), innermost only (a while
@@ -127,7 +127,7 @@ def main():
     parser.error(f"{args.out}/profile.json exists; not overwriting it.")
   sys.path.insert(0, ROOT)
   import jax  # pylint: disable=import-outside-toplevel
-  from ltpa_jax import benchmark  # pylint: disable=import-outside-toplevel
+  from ltpa_jax.analysis import speed  # pylint: disable=import-outside-toplevel
   config = runpy.run_path(os.path.join(ROOT, args.config))["get_config"]()
   config.model.dtype = args.dtype
   for override in args.model:
@@ -140,7 +140,7 @@ def main():
   options = jax.profiler.ProfileOptions()
   options.python_tracer_level = 0  # Python's calls (compilation's) would fill the trace buffer
   with jax.profiler.trace(folder, profiler_options=options):
-    results = benchmark.run(config, args.steps, args.calls - 1, 1, 1, "vmap", {})
+    results = speed.run(config, args.steps, args.calls - 1, 1, 1, "vmap", {})
   paths = glob.glob(os.path.join(folder, "plugins", "profile", "*", "*.trace.json.gz"))
   with gzip.open(max(paths, key=os.path.getmtime)) as f:
     summary = summarise(json.load(f), args.calls * args.steps)

@@ -58,6 +58,7 @@ def test_peak_tflops_table():
   assert speed.peak_tflops("TPU v4", "float32") is None
 
 
+@pytest.mark.slow
 def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path, capsys):
   """Two runs of a sweep (learning rates 0.05 and 0.1) trained together."""
   out = tmp_path / "bench.json"
@@ -104,6 +105,7 @@ def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path, capsys):
                                      "another path.\n")
 
 
+@pytest.mark.slow
 def test_device_sweep_dry_run_of_issue_29s_candidates(tmp_path):
   """benchmarks/device_sweep.py --dry_run: all model candidates in one process (every field
   reaches the config), and the widest command buffers (XLA parses the flag on CPU too: every name

@@ -132,6 +132,7 @@ CASES = {  # mistake: (its command, from the workdir and the data_dir; a regex o
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mistake", CASES)
 def test_a_mistake_is_one_line_and_exit_status_2(mistake, prepared_fake_data, tmp_path):
   workdir = tmp_path / "run"
@@ -205,6 +206,7 @@ def test_the_resume_command_gives_each_flag_once_with_its_last_value():
       "--nodebug", "-v", "0"])
 
 
+@pytest.mark.slow
 def test_a_refused_workdir_names_the_command_that_resumes_its_run(prepared_fake_data, tmp_path):
   """--config takes a run's config.json: the refusal's command is accepted as it is."""
   workdir = tmp_path / "run"
@@ -223,6 +225,7 @@ def test_a_refused_workdir_names_the_command_that_resumes_its_run(prepared_fake_
   assert snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_the_fix_of_lr_boundaries_outside_the_run_is_a_flag_that_works(prepared_fake_data,
                                                                       tmp_path):
   """tiny.py's boundary (epoch 1) lies outside a 1-epoch run: the message names the flag that
@@ -245,6 +248,7 @@ def test_the_fix_of_lr_boundaries_outside_the_run_is_a_flag_that_works(prepared_
   assert fixed.stdout == FINISHED.format(workdir)
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
   result = run("ltpa_jax", "--config", "configs/vgg91.py", f"--workdir={tmp_path}", "--debug")
   assert result.returncode == 1 and "Traceback" in result.stderr

@@ -113,6 +113,7 @@ def test_a_run_recorded_before_a_field_or_under_its_old_name_reads_in_current_te
   assert workdir.upgraded(old) == current
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_main_006ed2a_resumes_and_finishes(prepared_fake_data, tmp_path, capsys):
   """As `python -m ltpa_jax --config RUN/config.json --workdir RUN --config.data_dir=...`."""
   run = tmp_path / "run"

@@ -147,6 +147,7 @@ def test_truncated_file_is_reported_with_the_fix(tmp_path, fake_fashion_mnist):
   assert str(path) in str(error.value) and "delete the dataset folder" in str(error.value)
 
 
+@pytest.mark.slow
 def test_real_fashion_mnist(fashion_mnist_data_dir):
   data = datasets.load("fashion_mnist", fashion_mnist_data_dir, prepare=False)
   info = datasets.DATASETS["fashion_mnist"]
@@ -158,6 +159,7 @@ def test_real_fashion_mnist(fashion_mnist_data_dir):
   assert abs(pixels.mean() - info.mean[0]) < 1e-3 and abs(pixels.std() - info.std[0]) < 1e-3
 
 
+@pytest.mark.slow
 def test_real_cifar100_resplit(cifar100_data_dir):
   data = datasets.load("cifar100", cifar100_data_dir, prepare=False)
   assert data.label == "CIFAR-100 (re-split)" and data.num_train == 50_000

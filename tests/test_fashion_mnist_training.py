@@ -1,5 +1,7 @@
 """A tiny configs/fashion_mnist_att.py learns real Fashion-MNIST on CPU, end to end."""
 
+import pytest
+
 from configs import fashion_mnist_att
 
 
@@ -21,6 +23,7 @@ def learning_config(data_dir: str, seed: int = 0):
   return config
 
 
+@pytest.mark.slow
 def test_tiny_attention_model_learns_fashion_mnist(learned_fashion_mnist_run):
   """fashion_mnist_att.py at width 1/16, xavier init: 2 passes of 100 steps of batch 32 over the
   first 3,200 training images (lr 0.1, then 0.01), evaluated on all 10,000 test images.

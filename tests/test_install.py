@@ -84,6 +84,7 @@ def _env() -> dict:
           "JAX_THREEFRY_PARTITIONABLE": "0"}
 
 
+@pytest.mark.slow
 def test_installed_package_runs_every_command_from_an_empty_folder(prepared_fake_data, tmp_path):
   python = _fresh_venv(tmp_path)
   cwd = tmp_path / "empty"

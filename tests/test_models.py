@@ -165,6 +165,7 @@ def test_output_shapes_for_every_knob(normalisation, compatibility, aggregation,
   assert ("projector" in params) == (1 in layers)
 
 
+@pytest.mark.slow
 def test_softmax_maps_sum_to_one_and_sigmoid_maps_lie_in_the_open_unit_interval(x64):
   for normalisation in ("softmax", "sigmoid"):
     model = models.VGGAttention(num_classes=5, normalisation=normalisation, width_multiplier=TINY,
@@ -182,6 +183,7 @@ def test_softmax_maps_sum_to_one_and_sigmoid_maps_lie_in_the_open_unit_interval(
         exact.assert_trees_close(a, np.asarray(jax.nn.sigmoid(layer["c"])))
 
 
+@pytest.mark.slow
 def test_indep_logits_are_the_log_of_averaged_class_probabilities(x64):
   model = models.VGGAttention(num_classes=5, aggregation="indep", width_multiplier=TINY,
                               dtype=jnp.float64)
@@ -189,6 +191,7 @@ def test_indep_logits_are_the_log_of_averaged_class_probabilities(x64):
   exact.assert_trees_close(np.exp(logits).sum(-1), np.ones(2))
 
 
+@pytest.mark.slow
 def test_no_attention_returns_no_maps_and_grayscale_inputs_work():
   model = models.VGGAttention(num_classes=10, attention=False, width_multiplier=TINY)
   variables = init(model, channels=1)
@@ -197,6 +200,7 @@ def test_no_attention_returns_no_maps_and_grayscale_inputs_work():
   assert variables["params"]["block1"]["conv0"]["kernel"].shape == (3, 3, 1, 4)
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bfloat16_but_keeps_float32_params_and_statistics():
   model = models.VGGAttention(num_classes=5, width_multiplier=TINY, dtype=jnp.bfloat16)
   variables = init(model)
@@ -233,6 +237,7 @@ INIT_LAWS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("init_scheme", ["kaiming", "xavier"])
 def test_initialisation_draws_each_scheme_with_its_fans_and_distribution(init_scheme):
   """Kernels of a conv (3x3, 128 -> 256), a 1x1 conv (256 -> 512) and a linear (1536 -> 100),

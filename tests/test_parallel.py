@@ -90,6 +90,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow
 def test_eight_devices_train_like_one():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1", PYTHONPATH=str(ROOT))
@@ -180,6 +181,7 @@ def _history(workdir):
   return [{k: v for k, v in h.items() if k not in TIMING} for h in history]
 
 
+@pytest.mark.slow
 def test_two_processes_stop_together_resume_and_train_like_one_device(prepared_fake_data,
                                                                       tmp_path, coordinator_port):
   """`train.py --distributed`, 2 processes x 2 devices: SIGTERM to process 1 alone (after its

@@ -45,6 +45,7 @@ def test_summary_counts_innermost_kernels_of_the_training_program_and_idle_time(
   assert summary["longest"][0] | {"kind": "convolution backward", "calls": 1} == summary["longest"][0]
 
 
+@pytest.mark.slow
 def test_cpu_dry_run_writes_the_table(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
   result = subprocess.run([sys.executable, "benchmarks/profile_steps.py", "--out", str(tmp_path),

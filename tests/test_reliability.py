@@ -100,6 +100,7 @@ def assert_same_run(a, b):
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_an_uninterrupted_run(uninterrupted, prepared_fake_data,
                                                           tmp_path):
   """Same machine, float32, fixed seeds: the resumed run is bit-identical (so runs are also
@@ -122,6 +123,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(uninterrupted, prepared
   assert not (workdir / workdir_lock.LOCK_FILE).exists()
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_busy_workdir_is_refused_and_the_first_runs_as_alone(
     uninterrupted, prepared_fake_data, tmp_path):
   """The first process holds the workdir from before its first line; it is paused (SIGSTOP)
@@ -150,6 +152,7 @@ def test_a_second_run_on_a_busy_workdir_is_refused_and_the_first_runs_as_alone(
   assert_same_run(final_state(workdir), uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_save_ends_the_run_with_one_line_and_keeps_the_last_checkpoint(
     prepared_fake_data, tmp_path):
   """The save of step 8 (end of epoch 2) finds the disk full: the run ends at a later save with
@@ -175,6 +178,7 @@ def test_a_full_disk_during_a_save_ends_the_run_with_one_line_and_keeps_the_last
   assert f"Resuming {workdir} at step 4 (epoch 2)." in output
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_prints_a_resume_command_that_ends_like_an_uninterrupted_run(
     uninterrupted, prepared_fake_data, tmp_path):
   """The first SIGINT saves within the epoch and prints the command to resume; that command ends
@@ -203,6 +207,7 @@ def test_ctrl_c_saves_prints_a_resume_command_that_ends_like_an_uninterrupted_ru
   assert [round(h["images_per_second"] * h["epoch_seconds"]) for h in history] == trained
 
 
+@pytest.mark.slow
 def test_sigterm_saves_at_a_step_boundary_exits_zero_and_resumes_exactly(
     prepared_fake_data, tmp_path, x64):
   """Stopped while running 2 steps per call (scans), resumed with one step per call as the
@@ -230,6 +235,7 @@ def test_sigterm_saves_at_a_step_boundary_exits_zero_and_resumes_exactly(
   exact.assert_trees_close(history, history_u)
 
 
+@pytest.mark.slow
 def test_a_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     fake_dataset, tmp_path, monkeypatch):
   """Epoch 1 trains normally; from epoch 2 the learning rate is absurd (1e30)."""

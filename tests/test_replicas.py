@@ -53,6 +53,7 @@ def history(workdir):
     return [{k: v for k, v in h.items() if k not in TIMING} for h in json.load(f)]
 
 
+@pytest.mark.slow
 def test_replicas_stopped_and_resumed_are_each_seeds_single_run(config, tmp_path, monkeypatch,
                                                                x64):
   """Seeds 3 and 7 stopped after their first call (step 1 of 4), vmapped, then resumed with

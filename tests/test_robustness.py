@@ -38,6 +38,7 @@ def calibrated(model, state, images):
                                                 updates["batch_stats"], state.batch_stats))
 
 
+@pytest.mark.slow
 def test_fgsm_moves_each_pixel_by_eps_along_the_loss_gradient(x64):
   """In float64, one compiled program: the input gradient, along a random direction, equals a
   central finite difference of the summed loss in pixel units (step 1e-4 pixels); the FGSM image
@@ -79,6 +80,7 @@ def copied_run(learned_fashion_mnist_run, tmp_path):
   return tmp_path / "run", results
 
 
+@pytest.mark.slow
 def test_the_command_on_a_run_that_learned(learned_fashion_mnist_run, tmp_path, capsys):
   """The tiny attention model that learned Fashion-MNIST (conftest.py) under eps 0, 4, 16 on its
   first 100 test images: the top-1 error and the loss do not fall as eps grows.
@@ -114,6 +116,7 @@ def test_the_command_on_a_run_that_learned(learned_fashion_mnist_run, tmp_path, 
     fgsm.measure([str(workdir)], [0.0, 1.0], str(tmp_path / "other.png"))
 
 
+@pytest.mark.slow
 def test_an_unfinished_run_is_evaluated_saying_so(learned_fashion_mnist_run, tmp_path, capsys):
   """The learned run as if stopped after epoch 1: its checkpoint of step 100 of 200."""
   workdir, _ = copied_run(learned_fashion_mnist_run, tmp_path)
@@ -128,6 +131,7 @@ def test_an_unfinished_run_is_evaluated_saying_so(learned_fashion_mnist_run, tmp
   assert f"Wrote {workdir / fgsm.RESULT_FILE} (step 100, " in printed
 
 
+@pytest.mark.slow
 def test_eps_0_on_every_test_image_is_the_runs_own_evaluation(learned_fashion_mnist_run,
                                                                tmp_path):
   """`steps.evaluate` as the training's final evaluation ran it, on the same state and images:

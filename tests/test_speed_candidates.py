@@ -53,6 +53,7 @@ def relative_difference(got, want, floor):
              if np.max(np.abs(b)) > floor)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", [SEED_TABLE, {}], ids=["seed_table", "softmax_separate_u"])
 def test_narrow_sums_and_max_pool_by_reshape_are_the_same_maths_in_float64(x64, variant):
   """Each candidate alone against today's model: train-mode outputs and gradients, float64. The
@@ -149,6 +150,7 @@ def without_conv_biases(tree):
           for name, value in tree.items()}
 
 
+@pytest.mark.slow
 def test_conv_bias_free_sgd_step_is_the_same_maths(x64):
   """One SGD step (steps.train_step, weight decay, momentum) of the biased model from non-zero
   conv biases and of the bias-free model from the same other params: the same loss; the same

@@ -29,6 +29,7 @@ from tests.test_replicas import history
 GRID = {"learning_rate": (0.1, 0.05), "weight_decay": (5e-4, 1e-2)}
 
 
+@pytest.mark.slow
 def test_a_sweep_stopped_and_resumed_is_each_runs_single_run(fake_dataset, tmp_path, monkeypatch,
                                                               x64):
   """A 2 x 2 grid x 2 seeds stopped after its first call (step 1 of 4), vmapped, then resumed

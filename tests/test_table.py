@@ -29,6 +29,7 @@ def configs(monkeypatch):
     yield studies.named_configs(studies.CONFIGS, TINY)
 
 
+@pytest.mark.slow
 def test_trains_every_seed_of_each_config_then_reads_the_finished_table(configs, tmp_path,
                                                                          monkeypatch):
   markdown = studies.train_table(configs, str(tmp_path), seeds=[0, 1])

@@ -182,6 +182,7 @@ def test_unknown_builder_lists_the_supported_ones():
     tfds_builders.prepare("mnist", "unused")
 
 
+@pytest.mark.slow
 def test_real_fashion_mnist_end_to_end(fashion_mnist_data_dir):
   sources = tfds.data_source("fashion_mnist", data_dir=fashion_mnist_data_dir)
   for split, n in (("train", 60_000), ("test", 10_000)):

@@ -119,6 +119,7 @@ def random_variables(model, channels=3, seed=0):
     ("saoyan", SOFTMAX_SEPARATE_U, 1 / 8),
     ("reference", dict(attention=False, b2_convs=3), TINY),
 ], ids=["seed_table-reference", "softmax_separate_u-saoyan", "vgg19-reference"])
+@pytest.mark.slow
 def test_forward_matches_pytorch(ref, scheme, variant, width):
   """Eval mode, then train mode (batch statistics) and its running statistics, in float64 and 32.
 
@@ -173,6 +174,7 @@ def test_grid_gates_match_pytorch_in_float64(ref, x64, scheme, variant):
   assert len(errors) == 7 and max(errors.values()) <= F64_RTOL, errors
 
 
+@pytest.mark.slow
 def test_sgd_steps_match_torch_optim_sgd(ref, monkeypatch):
   """Two steps of steps.train_step (augmentation off) against torch.optim.SGD, float64 and 32.
 

@@ -44,6 +44,7 @@ def test_device_augmentation_is_a_crop_of_the_zero_padded_image_maybe_flipped():
   assert 0 < flips < peer.BATCH  # both ways occur
 
 
+@pytest.mark.slow
 def test_cpu_dry_run_reports_both_eager_modes(tmp_path):
   out = tmp_path / "peer.json"
   env = dict(os.environ, OMP_NUM_THREADS="1")

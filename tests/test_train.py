@@ -38,6 +38,7 @@ def setup(lr=0.05, **model_kwargs):
   return model, tx, state
 
 
+@pytest.mark.slow
 def test_splitting_steps_into_calls_changes_nothing_and_the_remainder_trains(x64):
   """A pass of 70 examples as one scan of 4 steps then the remainder, or as calls of 2, 2 and 1
   steps: other compiled programs, the same maths (float64)."""
@@ -97,6 +98,7 @@ def fixed_batch_losses(seed: int = 0) -> list[float]:
   return losses
 
 
+@pytest.mark.slow
 def test_fits_a_small_fixed_batch():
   """100 augmented steps on 16 images take the loss from ln(10) = 2.30 down.
 
@@ -110,6 +112,7 @@ def test_fits_a_small_fixed_batch():
   assert losses[0] > 2.0 and np.mean(losses[-10:]) < 1.5, (losses[0], losses[-10:])
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_writes_the_run_and_a_finished_run_is_not_retrained(
     fake_dataset, tmp_path, capsys, monkeypatch):
   config = fake_dataset
@@ -199,6 +202,7 @@ def cifar100_learning_config(data_dir: str, seed: int = 0):
   return config
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_cifar100_resplit(cifar100_data_dir, tmp_path, capsys):
   """300 steps of batch 64 at lr 0.1 (xavier init) on real CIFAR-100 (re-split), evaluated on all
   10,000 test images.

@@ -68,6 +68,7 @@ def fast_random_init():
     yield
 
 
+@pytest.mark.slow
 def test_own_images_are_drawn_with_their_top3_and_bad_files_named(prepared_fake_data, tmp_path,
                                                                    fast_random_init, capsys,
                                                                    monkeypatch):

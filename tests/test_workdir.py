@@ -58,7 +58,8 @@ def test_a_config_recorded_before_grid_attention_reads_and_resumes_as_linear(tmp
     workdir.check_same_config(str(tmp_path), grid)
   assert workdir.upgraded({"model": {"init": "xavier"}})["model"] == {
       "init_scheme": "xavier", "attention_type": "linear", "attn_features": 256,
-      "batchnorm_one_pass": False}
+      "batchnorm_one_pass": False, "attention_narrow_sums": False, "max_pool_by_reshape": False,
+      "conv_bias_free": False}
 
 
 def test_a_workdir_with_files_but_no_config_is_refused(tmp_path):

@@ -183,3 +183,19 @@ def test_normalisation_constants_are_each_sources_own():
 def test_the_reference_configs_decay_at_epochs_50_70_90_as_pytorch_1_0_ran_them():
   for name in (*REFERENCE_TABLE, *LATER):
     assert get_config(name).lr_scheduler_steps_first is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_every_config_trains_an_epoch_at_tiny_width(name, fake_dataset, tmp_path):
+  """Each config as it is, less its size: width 1/32, an epoch (of its passes) over 96 fake
+  images, no decay; its own model, optimiser, schedule type and statistics."""
+  from ltpa_jax.training import loop  # pylint: disable=import-outside-toplevel
+  config = get_config(name)
+  config.update(dataset="fake", num_epochs=1, lr_boundaries_epochs=(), batch_size=32,
+                eval_batch_size=50, attention_images=2)
+  config.model.width_multiplier = 1 / 32
+  run = loop.train_and_evaluate(config, str(tmp_path / name))
+  assert run["final"]["epoch"] == 1 and 0 <= run["final"]["test_top1_error"] <= 100
+  assert run["config"]["model"] == {**config.model.to_dict(),
+                                    "attended_layers": list(config.model.attended_layers)}

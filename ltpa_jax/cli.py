@@ -107,8 +107,10 @@ class Command:
 
   def __call__(self, argv: Sequence[str] | None = None) -> None:
     """Runs the command on `argv` (what follows the program; default: sys.argv[1:]); returns
-    when it ends well, raises SystemExit(0) after --help, SystemExit(2) after a mistake's line."""
-    self._run(sys.argv[1:] if argv is None else list(argv), hard_exit=False)
+    when it ends well, raises SystemExit(0) after --help, SystemExit(2) after a mistake's line.
+    The caller's compilation cache settings are kept."""
+    with compilation_cache.kept():
+      self._run(sys.argv[1:] if argv is None else list(argv), hard_exit=False)
 
   def run(self) -> None:
     """The process's entry: as a call on sys.argv[1:], but after a mistake's line the process

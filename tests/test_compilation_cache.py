@@ -3,6 +3,7 @@
 import collections
 
 import jax
+import pytest
 import jax.numpy as jnp
 
 from ltpa_jax.base import compilation_cache
@@ -21,3 +22,13 @@ def test_a_program_compiled_again_is_counted_as_loaded_from_the_cache():
   assert (second["requests"], second["hits"]) == (1, 1)
   assert compilation_cache.describe(second) == " (1 of 1 programs from the compilation cache)"
   assert compilation_cache.describe(collections.Counter()) == ""  # the cache off: no requests
+
+
+def test_a_command_called_in_process_keeps_its_callers_cache():
+  """A command sets its own cache (--compilation_cache, default in the user's home); called from
+  Python (a test), it leaves the caller's session cache as it was."""
+  from ltpa_jax import report  # pylint: disable=import-outside-toplevel
+  before = jax.config.jax_compilation_cache_dir
+  with pytest.raises(SystemExit):
+    report.main([])  # sets the default cache, then finds no run
+  assert jax.config.jax_compilation_cache_dir == before

@@ -29,6 +29,19 @@ def use(directory: str) -> None:
 
 
 @contextlib.contextmanager
+def kept():
+  """Restores, on leaving, the cache settings found on entering (a command called in-process
+  leaves its caller's cache as it was)."""
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+  before = {name: getattr(jax.config, name) for name in names}
+  try:
+    yield
+  finally:
+    for name, value in before.items():
+      jax.config.update(name, value)
+
+
+@contextlib.contextmanager
 def counting():
   """Yields a Counter that counts, while open, the programs compiled through the cache
   ("requests") and those loaded from it ("hits")."""

@@ -12,9 +12,12 @@
 #   run(carry=[".data/cifar100.tar.part-ac", ".data/cifar100.tar.sha256", ".whl"],
 #       command="COMMIT=<short hash> bash benchmarks/device_kit.sh <job verb>", timeout_s=570)
 # Job verbs:
-#   acceptance   job 1: benchmarks/gpu_acceptance.py (train, SIGTERM, resume, evaluate_torch,
-#                then benchmarks/device_sweep.py with the time left); writes acceptance.json,
-#                acceptance.log, sweep.md, sweep.json to $OUT.
+#   job1         job 1: benchmarks/job1.py's stages ($STAGES, comma-separated; default profile,
+#                baseline, peer, candidates, acceptance), in $BUDGET_SECONDS (default 540);
+#                $CANDIDATES: the sweep's candidates to measure (';'-separated; default all);
+#                writes job1.json, job1.tar and trace/ to $OUT after each stage. Called again
+#                while the machine is warm with the stages left, it goes on. Only the
+#                acceptance stage needs the data (the two `receive` calls first).
 #   runs         jobs 2-3: `python -m ltpa_jax.table` of $CONFIGS (comma-separated, default
 #                configs/vgg19.py) x $SEEDS (default 0) in $LAYOUT (default vmap), bfloat16,
 #                stopped by SIGTERM after $RUN_SECONDS (default 480; it saves). Called again
@@ -30,7 +33,8 @@
 #                "conv_bias_free=True"), summarised in profile.md and profile.json, the trace in
 #                $OUT/trace (carry only .whl).
 # Dry runs on CPU (after `pack`; OUT, KIT and PYTHON as you like): DRY_RUN=1 runs each job with
-# the tiny config on a few hundred images.
+# the tiny config on a few hundred images (job1 with DATA_DIR=../shared/tensorflow_datasets
+# needs no `pack`).
 set -euo pipefail
 
 KIT=${KIT:-/tmp/ltpa_kit}
@@ -69,10 +73,14 @@ install() {  # the carried wheels (Python 3.12's), for this shell's Python; a dr
   export PYTHONPATH="$KIT/site:$PWD" PYTHONUNBUFFERED=1
 }
 
-unpack() {  # the data and wheels, once per machine: a resumed job finds them in $KIT
+prepare() {  # the wheels, and the device's name in $OUT/device.txt
   : "${OUT:?set OUT to the folder for the results}"
   install
   (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
+}
+
+unpack() {  # the data and wheels, once per machine: a resumed job finds them in $KIT
+  prepare
   [[ -d $KIT/tfds/cifar100 ]] && return
   receive
   [[ "$(cat "$KIT"/cifar100.tar.part-* | sha256sum | cut -d' ' -f1)" == \
@@ -81,32 +89,34 @@ unpack() {  # the data and wheels, once per machine: a resumed job finds them in
 }
 
 sweep() {  # issue 14's speed candidates on synthetic data: needs only .whl
-  : "${OUT:?set OUT to the folder for the results}"
-  install
-  (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
+  prepare
   "$PYTHON" benchmarks/device_sweep.py --out "$OUT" ${DRY_RUN:+--dry_run} \
     ${SWEEP_ONLY:+--only "$SWEEP_ONLY"}
 }
 
 peer() {  # the PyTorch peer beside the JAX baseline: needs only .whl
-  : "${OUT:?set OUT to the folder for the results}"
-  install
-  (nvidia-smi -L || echo "no nvidia-smi") > "$OUT/device.txt"
+  prepare
   "$PYTHON" benchmarks/torch_peer.py --out "$OUT/torch_peer.json" --jax ${DRY_RUN:+--dry_run}
 }
 
 profile() {  # where a training step's time goes: needs only .whl
-  : "${OUT:?set OUT to the folder for the results}"
-  install
+  prepare
   local fields=() field
   for field in ${MODEL_FIELDS:-}; do fields+=(--model "$field"); done
   "$PYTHON" benchmarks/profile_steps.py --out "$OUT" "${fields[@]}" ${DRY_RUN:+--dry_run}
 }
 
-acceptance() {  # job 1
-  unpack
-  "$PYTHON" benchmarks/gpu_acceptance.py --out "$OUT" --data_dir "$KIT/tfds" \
-    --budget_s "${BUDGET_SECONDS:-530}" ${DRY_RUN:+--dry_run}
+job1() {  # job 1: the data only for its acceptance stage
+  local stages=${STAGES:-profile,baseline,peer,candidates,acceptance} data=()
+  if [[ $stages == *acceptance* && -z ${DATA_DIR:-} ]]; then
+    unpack
+  else
+    prepare
+  fi
+  [[ $stages == *acceptance* ]] && data=(--data_dir "${DATA_DIR:-$KIT/tfds}")
+  "$PYTHON" benchmarks/job1.py --out "$OUT" --work "$KIT/job1" --stages "$stages" "${data[@]}" \
+    --budget_s "${BUDGET_SECONDS:-540}" ${CANDIDATES:+--candidates "$CANDIDATES"} \
+    ${DRY_RUN:+--dry_run}
 }
 
 runs() {  # jobs 2-3
@@ -142,7 +152,7 @@ runs() {  # jobs 2-3
 }
 
 case "${1:-}" in
-  pack | receive | acceptance | runs | sweep | peer | profile) "$1" ;;
-  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|acceptance|runs|sweep|peer|profile" >&2
+  pack | receive | job1 | runs | sweep | peer | profile) "$1" ;;
+  *) echo "usage: bash benchmarks/device_kit.sh pack|receive|job1|runs|sweep|peer|profile" >&2
      exit 2 ;;
 esac

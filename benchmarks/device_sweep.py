@@ -6,11 +6,12 @@
 Each candidate (config x dtype x seeds trained together x seed layout x steps per call x XLA
 flag set x model fields: BatchNorm's variance in one pass, issue 29's attention sums in bfloat16,
 max-pools by reshape, convs before BatchNorm without bias) is one `python -m ltpa_jax.benchmark`
-process, since XLA reads its flags when a process starts; "3 programs" runs three one-seed processes at once and adds their images/s (their
-timed windows overlap, not exactly). Candidates run in the order below while --budget_s lasts;
-after each, sweep.json and sweep.md in --out are written anew, so a call stopped early still
-returns what it measured. The first two share a fresh compilation cache: the second's compile
-time is that of a restarted run. The others compile without the cache (cold compile times).
+process, since XLA reads its flags when a process starts; "3 programs" runs three one-seed
+processes at once and adds their images/s (their timed windows overlap, not exactly). Candidates
+run in the order below while --budget_s lasts; after each, sweep.json and sweep.md in --out are
+written anew, so a call stopped early still returns what it measured; --resume continues it. The
+first two share a fresh compilation cache: the second's compile time is that of a restarted
+run. The others compile without the cache (cold compile times).
 Every candidate keeps the recipe's maths: batch 64, per-step BatchNorm statistics (in one pass:
 E[x^2] - E[x]^2, the same maths with other rounding); each model field is the same maths in
 float64 (tests/test_speed_candidates.py).
@@ -174,6 +175,8 @@ def main():
   parser.add_argument("--budget_s", type=float, default=450,
                       help="start no candidate after this many seconds")
   parser.add_argument("--dry_run", action="store_true", help="tiny widths, for CPU")
+  parser.add_argument("--resume", action="store_true", help="keep the rows of --out's "
+                      "sweep.json and measure only the candidates it lacks")
   parser.add_argument("--only", default="", help="candidate names separated by ';' (names "
                       "hold commas): run only those, in CANDIDATES' order (default: all)")
   args = parser.parse_args()
@@ -182,13 +185,16 @@ def main():
   if unknown := [name for name in only if name not in names]:
     parser.error(f"--only: no candidate named {', '.join(unknown)}; the names: {', '.join(names)}")
   os.makedirs(args.out, exist_ok=True)
-  for name in ("sweep.json", "sweep.md"):
-    if os.path.exists(os.path.join(args.out, name)):
-      parser.error(f"{os.path.join(args.out, name)} exists; not overwriting it.")
-  start, rows = time.perf_counter(), []
+  rows, recorded = [], os.path.join(args.out, "sweep.json")
+  if args.resume and os.path.exists(recorded):
+    with open(recorded) as f:
+      rows = json.load(f)
+  elif os.path.exists(recorded) or os.path.exists(os.path.join(args.out, "sweep.md")):
+    parser.error(f"{args.out} holds a sweep; not overwriting it (--resume continues it).")
+  start, done = time.perf_counter(), {row["name"] for row in rows}
   with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as cache_dir:
     for name, changes in CANDIDATES:
-      if only and name not in only:
+      if (only and name not in only) or name in done:
         continue
       if time.perf_counter() - start > args.budget_s:
         print(f"Budget spent: skipped {name} and the rest.", flush=True)

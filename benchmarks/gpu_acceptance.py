@@ -1,4 +1,4 @@
-"""The GPU queue's acceptance job (benchmarks/GPU_QUEUE.md, job 1), in one device call.
+"""The acceptance run of the GPU queue's job 1 (benchmarks/job1.py's last stage).
 
     python benchmarks/gpu_acceptance.py --out $OUT --data_dir DIR            # on the GPU
     python benchmarks/gpu_acceptance.py --out /tmp/acc --data_dir DIR --dry_run   # on CPU
@@ -12,11 +12,9 @@
 3. Exports the run's last checkpoint to a seed-named PyTorch file (`<config>_seed<s>.pth`,
    reference naming) and evaluates that file with `python -m ltpa_jax.evaluate_torch`, beside
    the run's own evaluation of the same state.
-4. Spends the rest of `--budget_s` on `benchmarks/device_sweep.py` (into `--out`).
 
 `acceptance.json` and `acceptance.log` in `--out` are written anew after each stage, so a call
-cut short still returns what it measured. `--dry_run`: the tiny config on a few hundred images,
-and the sweep's own dry run.
+cut short still returns what it measured. `--dry_run`: the tiny config on a few hundred images.
 """
 
 from __future__ import annotations
@@ -116,11 +114,9 @@ def export_pth(workdir: str, path: str) -> None:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", required=True, help="folder for acceptance.json, .log, sweep.*")
+  parser.add_argument("--out", required=True, help="folder for acceptance.json and .log")
   parser.add_argument("--data_dir", required=True, help="TFDS data_dir holding CIFAR-100")
   parser.add_argument("--epochs", type=int, default=3, help="epochs before the first SIGTERM")
-  parser.add_argument("--budget_s", type=float, default=540,
-                      help="the whole job's seconds; the sweep starts no candidate after them")
   parser.add_argument("--dry_run", action="store_true", help="tiny config, for CPU")
   args = parser.parse_args()
   start = time.perf_counter()
@@ -153,15 +149,6 @@ def main():
              run_epoch=history[-1]["epoch"] if history else None,
              run_test_top1_error=history[-1].get("test_top1_error") if history else None)
 
-  left = args.budget_s - (time.perf_counter() - start)
-  log.line("sweep", f"{left:.0f} s left for the sweep")
-  if left > 60:
-    sweep = subprocess.run(
-        [sys.executable, "benchmarks/device_sweep.py", "--out", args.out,
-         f"--budget_s={left - 60:.0f}", *(["--dry_run"] if args.dry_run else [])],
-        cwd=REPO, capture_output=True, text=True)
-    log.record("sweep", exit_status=sweep.returncode, output=sweep.stdout[-3000:],
-               errors=sweep.stderr[-2000:])
   log.line("done", f"{time.perf_counter() - start:.0f} s in all")
 
 

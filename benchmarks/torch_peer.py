@@ -20,8 +20,8 @@ images held in memory (--examples). Modes, in order:
 
 Each mode: --warmup steps first (their time reported apart: warmup_seconds, and the first step's,
 torch.compile's compilation and autotuning included, first_step_seconds), then --steps timed
-steps, the device synchronised before and after. --jax also
-runs the JAX baseline (`python -m ltpa_jax.benchmark`, device_sweep.py's baseline: vgg19_att,
+steps, the device synchronised before and after. The report is written after each mode. --jax
+also runs the JAX baseline (`python -m ltpa_jax.benchmark`, device_sweep.py's baseline: vgg19_att,
 bfloat16, batch 64) in this call, its report under "jax". --dry_run: width 1/16, 2 timed steps
 after 1 warm-up, 256 images, modes reference and eager_bf16 on CPU.
 """
@@ -229,11 +229,18 @@ def main():
     else:
       report["modes"][mode] = fast_mode(images, labels, args, device, mode == "compiled")
     print(f"{mode}: {report['modes'][mode]['images_per_second']:,.0f} images/s", flush=True)
+    write(report, args.out)
   if args.jax:
     report["jax"] = jax_baseline(args.dry_run)
-  with open(args.out, "w") as f:
-    json.dump(report, f, indent=2)
+    write(report, args.out)
   print(json.dumps(report, indent=2))
+
+
+def write(report: dict, path: str) -> None:
+  """The report so far, written by a rename: a call cut short keeps the modes it measured."""
+  with open(path + ".part", "w") as f:
+    json.dump(report, f, indent=2)
+  os.replace(path + ".part", path)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from absl import flags
 from ltpa_jax import cli
 from ltpa_jax.analysis import speed
 from ltpa_jax.base import errors
-from ltpa_jax.core import parallel
 from ltpa_jax.rundir import workdir as workdir_lib
 from ltpa_jax.training import grid as grid_lib
 
@@ -38,8 +37,7 @@ def define_flags(flag_values: flags.FlagValues):
   flags.DEFINE_multi_string("sweep", [], "field=v1,v2,...: with --seeds, the runs of a sweep "
                             "(as `sweep`): every grid point with each seed, trained together.",
                             flag_values=flag_values)
-  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How several runs run "
-                    "together.", flag_values=flag_values)
+  cli.define_seed_layout_flag(flag_values, "several runs")
   flags.DEFINE_string("out", None, "Also write the results to this JSON file (never "
                       "overwritten).", flag_values=flag_values)
   flags.mark_flags_as_required(["config"], flag_values=flag_values)

@@ -32,6 +32,7 @@ from ml_collections import config_flags
 from ltpa_jax.base import compilation_cache
 from ltpa_jax.base import errors
 from ltpa_jax.config import files as config_files
+from ltpa_jax.core import parallel
 from ltpa_jax.rundir import workdir
 
 flags.disclaim_key_flags()  # the flags defined here belong to the command, in its --help
@@ -81,6 +82,15 @@ def define_config_flag(flag_values: flags.FlagValues):
       "config file (yours), or a run's config.json; then --config.<field>=value overrides.",
       flag_values=flag_values)
   flag_values["config"].parser = _ConfigFileParser()
+
+
+def define_seed_layout_flag(flag_values: flags.FlagValues, runs: str):
+  """Defines --seed_layout: how `runs` (e.g. "a config's seeds") share one program."""
+  flags.DEFINE_enum(
+      "seed_layout", parallel.AUTO, (parallel.AUTO, *parallel.SEED_LAYOUTS),
+      f"How {runs} run together in one program: vmap (batched convolutions) or loop (one "
+      "after another); the same maths, and a run may resume in the other layout. auto: loop "
+      "on CPU, vmap elsewhere.", flag_values=flag_values)
 
 
 def int_list(flag) -> list[int]:
@@ -223,7 +233,7 @@ def _parse(flag_values: flags.FlagValues, argv: list[str]) -> list[str]:
     while e.args and isinstance(e.args[0], Exception):  # AttributeError(KeyError(message))
       e = e.args[0]
     raise errors.UserError("unknown config field " + ". ".join(str(e.args[0]).splitlines())
-                           + " (configs/default.py lists every field)") from None
+                           + " (docs/config.md lists every field)") from None
 
 
 def _quiet_logs(flag_values: flags.FlagValues):

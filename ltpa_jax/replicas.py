@@ -12,7 +12,6 @@ resumes them together (`train.train_and_evaluate` with seeds).
 from absl import flags
 
 from ltpa_jax import cli
-from ltpa_jax.core import parallel
 from ltpa_jax.training import loop as train
 
 
@@ -22,9 +21,7 @@ def define_flags(flag_values: flags.FlagValues):
                     flag_values=flag_values)
   flags.DEFINE_string("workdir", None, "Directory for the runs (seed_<s>/ each).",
                       flag_values=flag_values)
-  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How the seeds' steps run "
-                    "in one program: vmapped (batched convolutions) or one after another. The "
-                    "same maths; a run may resume in the other layout.", flag_values=flag_values)
+  cli.define_seed_layout_flag(flag_values, "the seeds")
   flags.mark_flags_as_required(["config", "seeds", "workdir"], flag_values=flag_values)
 
 

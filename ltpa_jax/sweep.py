@@ -38,9 +38,7 @@ def define_flags(flag_values: flags.FlagValues):
                     "(default: the config's seed).", flag_values=flag_values)
   flags.DEFINE_string("workdir", None, "Directory of the sweep: <grid point>/seed_<s>/ each run, "
                       "sweep.json, sweep.md, sweep.png.", flag_values=flag_values)
-  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How the runs' steps run in "
-                    "one program: vmapped (batched convolutions) or one after another. The same "
-                    "maths; a sweep may resume in the other layout.", flag_values=flag_values)
+  cli.define_seed_layout_flag(flag_values, "the runs")
   flags.mark_flags_as_required(["config", "sweep", "workdir"], flag_values=flag_values)
 
 

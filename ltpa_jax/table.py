@@ -21,21 +21,19 @@ from ml_collections import config_flags
 from ltpa_jax import cli
 from ltpa_jax.analysis import studies
 from ltpa_jax.config import defaults as default_config
-from ltpa_jax.core import parallel
 
 
 def define_flags(flag_values: flags.FlagValues):
   config_flags.DEFINE_config_dict("config", default_config.get_config(),
                                   "--config.<field>=value overrides every config, e.g. "
-                                  "--config.data_dir=... (configs/default.py lists the fields).",
+                                  "--config.data_dir=... (docs/config.md lists the fields).",
                                   flag_values=flag_values)
   flag_values["config"].default_as_str = None  # --help: not the whole default config
   flags.DEFINE_list("configs", list(studies.CONFIGS), "Configs (names or files, as --config of "
                     "train.py takes; early, later, reference: the reference's groups' configs), "
                     "each trained with every seed.", flag_values=flag_values)
   flags.DEFINE_list("seeds", ["0", "1", "2"], "Comma-separated seeds.", flag_values=flag_values)
-  flags.DEFINE_enum("seed_layout", "vmap", parallel.SEED_LAYOUTS, "How a config's seeds run "
-                    "together (see replicas).", flag_values=flag_values)
+  cli.define_seed_layout_flag(flag_values, "a config's seeds")
   flags.DEFINE_string("workdir", None, "Directory for the runs: <config>/seed_<s>/ each.",
                       flag_values=flag_values)
   flags.mark_flags_as_required(["workdir"], flag_values=flag_values)

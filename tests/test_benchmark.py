@@ -74,13 +74,14 @@ def test_cli_writes_a_complete_report_of_a_sweeps_runs(tmp_path, capsys):
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(out.read_text())
   assert json.loads(result.stdout) == report
-  assert "Benchmarking on 1 x cpu (cpu), 1 process, float32." in result.stderr.splitlines()
+  assert ("Benchmarking 2 runs, looped (the default on cpu; --seed_layout=vmap batches "
+          "them), on 1 x cpu (cpu), 1 process, float32.") in result.stderr.splitlines()
   assert report["device_kind"] == "cpu" and report["platform"] == "cpu"
   assert report["device_count"] == 1
   assert set(report["versions"]) == {"jax", "jaxlib", "flax", "optax"}
   assert report["dtype"] == "float32" and report["config"]["model"]["width_multiplier"] == 1 / 16
   assert (report["batch_size"], report["steps_per_call"], report["eval_batch_size"]) == (8, 1, 16)
-  assert (report["runs"], report["seeds"], report["seed_layout"]) == (2, 1, "vmap")
+  assert (report["runs"], report["seeds"], report["seed_layout"]) == (2, 1, "loop")
   assert report["sweep"] == {"learning_rate": [0.05, 0.1]}
   memory = report["train_memory_bytes"]  # the params and momentum of both runs, at least
   assert memory["argument"] > 2 * 2 * 4 * 80_000 and memory["peak_estimate"] > memory["argument"]

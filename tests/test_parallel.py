@@ -111,6 +111,19 @@ def test_one_device_is_left_alone():
   np.testing.assert_array_equal(replicated, x)
 
 
+def test_the_default_seed_layout_loops_on_cpu_and_vmaps_elsewhere():
+  assert parallel.seed_layout(parallel.AUTO, "cpu") == "loop"
+  assert parallel.seed_layout(parallel.AUTO, "gpu") == "vmap"
+  assert parallel.seed_layout(parallel.AUTO, "tpu") == "vmap"
+  assert parallel.seed_layout("vmap", "cpu") == "vmap"
+  with pytest.raises(ValueError, match="one of auto, vmap, loop; got 'scan'"):
+    parallel.seed_layout("scan")
+  chosen = parallel.RunAxis(2)  # the tests run on CPU
+  assert chosen.how == "loop"
+  assert chosen.describe() == "looped (the default on cpu; --seed_layout=vmap batches them)"
+  assert parallel.RunAxis(2, "vmap").describe() == "vmapped"
+
+
 # train.py, sending itself SIGTERM once its STOP_AT-th SGD step has run (stopping.wait follows
 # each step): where a run stops does not hang on how fast its processes run.
 STOP_AT = 6

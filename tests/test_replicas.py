@@ -73,7 +73,8 @@ def test_replicas_stopped_and_resumed_are_each_seeds_single_run(config, tmp_path
   with monkeypatch.context() as patch:
     patch.setattr(stopping, "StopSignals", StopAfterTheFirstCall)
     patch.setattr(stopping, "wait", lambda tree: calls.append(tree) or wait(tree))
-    assert train.train_and_evaluate(config, str(workdir), seeds=[3, 7]) is None
+    assert train.train_and_evaluate(config, str(workdir), seeds=[3, 7],
+                                    seed_layout="vmap") is None
   for seed in (3, 7):
     assert os.listdir(workdir / f"seed_{seed}" / "checkpoints") == ["1"]
   runs = train.train_and_evaluate(config, str(workdir), seeds=[3, 7], seed_layout="loop")

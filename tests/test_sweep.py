@@ -52,7 +52,7 @@ def test_a_sweep_stopped_and_resumed_is_each_runs_single_run(fake_dataset, tmp_p
     with monkeypatch.context() as patch:
       patch.setattr(stopping, "StopSignals", StopAfterTheFirstCall)
       patch.setattr(stopping, "wait", lambda tree: calls.append(tree) or wait(tree))
-      assert studies.train_sweep(config, str(workdir), GRID, [0, 1]) is None
+      assert studies.train_sweep(config, str(workdir), GRID, [0, 1], seed_layout="vmap") is None
     runs = grid.runs(config, str(workdir), GRID, [0, 1])
     for path, _ in runs:
       assert os.listdir(os.path.join(path, "checkpoints")) == ["1"]

@@ -129,7 +129,7 @@ def _time_calls(call, repeats: int, warmup: int, carry=None):
 
 
 def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
-        seed_layout: str = "vmap", sweep: grid_lib.Grid | None = None) -> dict:
+        seed_layout: str = parallel.AUTO, sweep: grid_lib.Grid | None = None) -> dict:
   """Benchmarks `config`: training calls of `steps` steps, and evaluation; returns the results.
 
   With `seeds` > 1 or a `sweep` grid, its runs (each grid point with each of `seeds` seeds)
@@ -145,7 +145,8 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
   k = len(run_configs)
   data_rng, eval_rng, order_rng, *run_rngs = jax.random.split(jax.random.key(config.seed), 3 + k)
   layout = parallel.DataParallel() if k == 1 else parallel.RunAxis(k, seed_layout)
-  devices.announce("Benchmarking", config.model.dtype, layout.device_count,
+  devices.announce("Benchmarking" if k == 1 else f"Benchmarking {k} runs, {layout.describe()},",
+                   config.model.dtype, layout.device_count,
                    file=sys.stderr)  # stdout: the JSON alone
   experiment = experiment_lib.build(config, layout.device_count, make_dataset=lambda c: (
       synthetic_dataset(c, steps, data_rng, eval_rng)))
@@ -192,7 +193,7 @@ def run(config, steps: int, repeats: int = 10, warmup: int = 2, seeds: int = 1,
       "seeds": seeds,
       "sweep": {field: list(values) for field, values in (sweep or {}).items()},
       "runs": k,
-      "seed_layout": seed_layout if k > 1 else None,
+      "seed_layout": layout.how if k > 1 else None,
       "steps_per_call": steps,
       "warmup_calls": warmup,
       "timed_calls": repeats,

@@ -13,6 +13,7 @@ from ltpa_jax.analysis import tables
 from ltpa_jax.base import errors
 from ltpa_jax.config import files as config_files
 from ltpa_jax.config import validation as config_validation
+from ltpa_jax.core import parallel
 from ltpa_jax.data import datasets
 from ltpa_jax.rundir import workdir_lock
 from ltpa_jax.training import grid as grid_lib
@@ -23,7 +24,7 @@ CONFIGS = reference.SETS["early"]  # configs/vgg19.py, configs/vgg19_att.py, fro
 
 
 def train_table(configs: Mapping[str, ml_collections.ConfigDict], workdir: str,
-                seeds: Sequence[int], seed_layout: str = "vmap",
+                seeds: Sequence[int], seed_layout: str = parallel.AUTO,
                 resume_command: str | None = None) -> str | None:
   """Trains the seeds of each config (by name) in workdir/<name>/; returns the table's markdown,
   also written to workdir/table.md, or None after a stop."""
@@ -61,7 +62,7 @@ def named_configs(paths: Sequence[str], overrides: Mapping) -> dict[str, ml_coll
 
 
 def train_sweep(config, workdir: str, sweep: grid_lib.Grid, seeds: Sequence[int],
-                seed_layout: str = "vmap", resume_command: str | None = None) -> str | None:
+                seed_layout: str = parallel.AUTO, resume_command: str | None = None) -> str | None:
   """Trains every run of the sweep together; returns its table (`tables.sweep_markdown`), also
   in workdir/sweep.md, with workdir/sweep.png; None after a stop."""
   grid_lib.runs(config, workdir, sweep, seeds)  # checks grid and seeds before workdir is touched

@@ -194,18 +194,41 @@ class DataParallel:
 # How a run axis runs its runs' steps in one program: "vmap" batches them (each convolution
 # becomes one over every run's weights) | "loop" runs one after another.
 SEED_LAYOUTS = ("vmap", "loop")
+# "auto", the commands' default, picks by platform (AUTO_SEED_LAYOUTS, else "vmap"): on a 2-core
+# CPU 8 tiny runs trained at ~12 images/s vmapped and ~200 looped; on GPUs the speed sweep of
+# benchmarks/GPU_QUEUE.md's job 1 decides.
+AUTO = "auto"
+AUTO_SEED_LAYOUTS = {"cpu": "loop"}
+
+
+def seed_layout(how: str, platform: str | None = None) -> str:
+  """The layout `how` names (one of SEED_LAYOUTS, or AUTO: the one chosen for `platform`,
+  default JAX's default backend)."""
+  if how == AUTO:
+    return AUTO_SEED_LAYOUTS.get(platform or jax.default_backend(), "vmap")
+  if how not in SEED_LAYOUTS:
+    raise ValueError(f"seed layout must be one of {AUTO}, {', '.join(SEED_LAYOUTS)}; got {how!r}")
+  return how
 
 
 class RunAxis:
-  """A `Layout`: `size` runs of one config (their seeds and float hyperparameters may differ), stacked on a
-  leading axis, on the default device; `how` (one of SEED_LAYOUTS) runs their steps in one
-  program."""
+  """A `Layout`: `size` runs of one config (their seeds and float hyperparameters may differ),
+  stacked on a leading axis, on the default device; `how` (`seed_layout`'s argument) runs their
+  steps in one program."""
 
-  def __init__(self, size: int, how: str = "vmap"):
-    if how not in SEED_LAYOUTS:
-      raise ValueError(f"seed layout must be one of {', '.join(SEED_LAYOUTS)}; got {how!r}")
-    self.size, self.how = size, how
+  def __init__(self, size: int, how: str = AUTO):
+    self.size, self.how, self.chosen = size, seed_layout(how), how == AUTO
     self.device_count = 1
+
+  def describe(self) -> str:
+    """How the runs' steps run, e.g. "looped (the default on cpu; --seed_layout=vmap batches
+    them)"."""
+    done = {"vmap": "vmapped", "loop": "looped"}[self.how]
+    if not self.chosen:
+      return done
+    other = next(h for h in SEED_LAYOUTS if h != self.how)
+    return (f"{done} (the default on {jax.default_backend()}; --seed_layout={other} "
+            f"{'batches them' if other == 'vmap' else 'runs them one after another'})")
 
   def _map(self, fn: Callable, in_axes: tuple) -> Callable:
     """`fn` over the run axis of the arguments whose `in_axes` is 0 (the others shared)."""

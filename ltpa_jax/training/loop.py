@@ -51,7 +51,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       seeds: Sequence[int] | None = None, seed_layout: str = "vmap",
+                       seeds: Sequence[int] | None = None, seed_layout: str = parallel.AUTO,
                        resume_command: str | None = None,
                        sweep: grid_lib.Grid | None = None) -> dict | list[dict] | None:
   """Trains `config` in `workdir`, resuming from the latest checkpoint; returns results.json.

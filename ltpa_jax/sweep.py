@@ -23,7 +23,6 @@ from absl import flags
 
 from ltpa_jax import cli
 from ltpa_jax.analysis import studies
-from ltpa_jax.core import parallel
 from ltpa_jax.training import grid as grid_lib
 
 

@@ -3,11 +3,9 @@ in float64; in bfloat16, the attention sums within a bound derived from bfloat16
 
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from ltpa_jax.core import optim

@@ -26,6 +26,7 @@ from ltpa_jax.core import parallel
 from ltpa_jax.core import steps as steps_lib
 from ltpa_jax.data import datasets
 from ltpa_jax.model import models
+from ltpa_jax.model import shapes
 from ltpa_jax.rundir import workdir as workdir_lib
 from ltpa_jax.training import experiment as experiment_lib
 from ltpa_jax.training import grid as grid_lib
@@ -58,25 +59,16 @@ def forward_flops(model: nn.Module, image_shape=(32, 32, 3)) -> int:
   `dp`'s <l, g>); the grid gates' 1x1 convs count as convs.
   """
   total = 0
-
-  def count(next_fun, args, kwargs, context):
-    nonlocal total
-    out = next_fun(*args, **kwargs)
-    module = context.module
-    if context.method_name != "__call__":
-      return out
+  for call in shapes.module_calls(model, image_shape):
+    module, inputs, out = call.module, call.in_shapes, call.out_shape
     if isinstance(module, nn.Conv):
-      total += (2 * math.prod(out.shape[1:-1]) * math.prod(module.kernel_size)
-                * args[0].shape[-1] * out.shape[-1] // module.feature_group_count)
+      total += (2 * math.prod(out[1:-1]) * math.prod(module.kernel_size)
+                * inputs[0][-1] * out[-1] // module.feature_group_count)
     elif isinstance(module, nn.Dense):
-      total += 2 * args[0].shape[-1] * out.shape[-1]
+      total += 2 * inputs[0][-1] * out[-1]
     elif isinstance(module, (models.LinearAttention, models.GridAttention)):
       dp = isinstance(module, models.LinearAttention) and module.compatibility == "dp"
-      total += 2 * math.prod(args[0].shape[1:]) * (2 if dp else 1)
-    return out
-
-  with nn.intercept_methods(count):
-    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape))))
+      total += 2 * math.prod(inputs[0][1:]) * (2 if dp else 1)
   return total
 
 

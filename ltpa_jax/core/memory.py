@@ -20,9 +20,9 @@ import math
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from ltpa_jax.base import errors
+from ltpa_jax.model import shapes
 
 ACTIVATION_COPIES = 4.2
 FLOAT_BYTES = 4  # float32 params, momentum and (measured) activations, bfloat16 models' too;
@@ -32,19 +32,8 @@ GB = 1e9
 
 def conv_outputs(model: nn.Module, image_shape) -> int:
   """Elements every nn.Conv of `model` outputs for one image (traced abstractly)."""
-  total = 0
-
-  def count(next_fun, args, kwargs, context):
-    nonlocal total
-    out = next_fun(*args, **kwargs)
-    if isinstance(context.module, nn.Conv) and context.method_name == "__call__":
-      total += math.prod(out.shape[1:])
-    return out
-
-  with nn.intercept_methods(count):
-    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)),
-                                      train=False))
-  return total
+  return sum(math.prod(call.out_shape[1:]) for call in shapes.module_calls(model, image_shape)
+             if isinstance(call.module, nn.Conv))
 
 
 def per_run_bytes(experiment) -> int:

@@ -119,10 +119,10 @@ def main():
   start = time.perf_counter()
   for stage in (s for s in STAGES if s in stages):
     left = args.budget_s - (time.perf_counter() - start)
-    stage_start = time.perf_counter()
-    status, output = (run([sys.executable, *command(stage, args, left)], left) if left > 0
+    stage_start, arguments = time.perf_counter(), command(stage, args, left)
+    status, output = (run([sys.executable, *arguments], left) if left > 0
                       else ("not started: budget spent", ""))
-    summary["stages"][stage] = {"command": command(stage, args, left), "status": status,
+    summary["stages"][stage] = {"command": arguments, "status": status,
                                 "wall_seconds": round(time.perf_counter() - stage_start, 1),
                                 "output_tail": output}
     if stage == "profile" and os.path.isdir(os.path.join(args.work, "trace")):

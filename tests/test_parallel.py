@@ -124,6 +124,9 @@ def test_the_default_seed_layout_loops_on_cpu_and_vmaps_elsewhere():
   assert parallel.RunAxis(2, "vmap").describe() == "vmapped"
 
 
+# The most a phase of the two-process test may take: the whole test took up to 541 s with both
+# cores busy (two fresh-clone .ci/run at once), its three phases together.
+PROCESS_SECONDS = 1200
 # train.py, sending itself SIGTERM once its STOP_AT-th SGD step has run (stopping.wait follows
 # each step): where a run stops does not hang on how fast its processes run.
 STOP_AT = 6
@@ -204,14 +207,14 @@ def test_two_processes_stop_together_resume_and_train_like_one_device(prepared_f
   single = _train(tmp_path / "single", prepared_fake_data, 1)
   first, second = _two_processes(tmp_path / "multi", prepared_fake_data, coordinator_port,
                                  stop_second=True)
-  output, second_output = (p.communicate(timeout=600)[0] for p in (first, second))
+  output, second_output = (p.communicate(timeout=PROCESS_SECONDS)[0] for p in (first, second))
   assert first.returncode == 0 and second.returncode == 0, output + second_output
   assert (f"Stopped by another process: saved step {STOP_AT} (in epoch 2) to {tmp_path / 'multi'}"
           in output and "epoch 1/4" in output and "epoch 2/4" not in output), output
   assert "epoch" not in second_output and "SIGTERM" not in second_output, second_output
 
   resumed = _two_processes(tmp_path / "multi", prepared_fake_data, coordinator_port)
-  outputs = [p.communicate(timeout=600)[0] for p in [single, *resumed]]
+  outputs = [p.communicate(timeout=PROCESS_SECONDS)[0] for p in [single, *resumed]]
   for p, out in zip([single, *resumed], outputs):
     assert p.returncode == 0, out
   assert f"Resuming {tmp_path / 'multi'} at step {STOP_AT} (epoch 2)." in outputs[1], outputs[1]
@@ -227,7 +230,7 @@ def test_two_processes_stop_together_resume_and_train_like_one_device(prepared_f
   # Another config on the workdir: process 0 refuses it, and process 1 stops too.
   refused = _two_processes(tmp_path / "multi", prepared_fake_data, coordinator_port,
                            "--config.seed=1")
-  outputs = [p.communicate(timeout=600)[0] for p in refused]
+  outputs = [p.communicate(timeout=PROCESS_SECONDS)[0] for p in refused]
   assert all(p.returncode == 2 for p in refused), outputs  # a user's mistake: one line, exit 2
   assert "error: Workdir" in outputs[0] and "of another config (seed: 0 -> 1)" in outputs[0], \
       outputs[0]

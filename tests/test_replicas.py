@@ -55,9 +55,10 @@ def history(workdir):
 
 @pytest.mark.slow
 def test_replicas_stopped_and_resumed_are_each_seeds_single_run(config, tmp_path, monkeypatch,
-                                                               x64):
+                                                               x64, capsys):
   """Seeds 3 and 7 stopped after their first call (step 1 of 4), vmapped, then resumed with
-  their steps one after another (seed layout "loop"); seed 7 also alone.
+  their steps one after another (seed layout "loop", the default on CPU, as the first line
+  says); seed 7 also alone.
 
   Vmapped (grouped) convs, looped and single ones: other programs, the same maths, proven in
   float64 at the recipe's learning rate (0.1), where this tiny run is chaotic: float32 rounding
@@ -77,7 +78,10 @@ def test_replicas_stopped_and_resumed_are_each_seeds_single_run(config, tmp_path
                                     seed_layout="vmap") is None
   for seed in (3, 7):
     assert os.listdir(workdir / f"seed_{seed}" / "checkpoints") == ["1"]
-  runs = train.train_and_evaluate(config, str(workdir), seeds=[3, 7], seed_layout="loop")
+  assert "2 runs trained together, their steps vmapped: seed_3, seed_7." in capsys.readouterr().out
+  runs = train.train_and_evaluate(config, str(workdir), seeds=[3, 7])  # on CPU: looped
+  assert ("2 runs trained together, their steps looped (the default on cpu; --seed_layout=vmap "
+          "batches them): seed_3, seed_7.") in capsys.readouterr().out
   single = config.copy_and_resolve_references()
   single.seed = 7
   alone = train.train_and_evaluate(single, str(tmp_path / "alone"))

@@ -42,8 +42,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("profile", "baseline", "peer", "candidates", "acceptance")
 BASELINES = "baseline (cold compile);baseline, restarted (compile cache)"
-# A dry run's candidates: two of issue 29's model fields.
-DRY_RUN_CANDIDATES = "attention sums in bfloat16;convs before BatchNorm without bias"
+# A dry run's candidates: issue 29's model fields together, and the widest command buffers.
+DRY_RUN_CANDIDATES = "all candidates;widest command buffers"
 # Seconds the candidates stage keeps for its last candidate (one cold compile and its timing).
 CANDIDATE_SECONDS = 70
 

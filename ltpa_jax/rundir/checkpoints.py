@@ -7,7 +7,9 @@ leaves no checkpoint: `latest_step()` ignores it, the next manager deletes it an
 resumes from the previous checkpoint. A complete checkpoint whose files were damaged afterwards
 is not skipped: restoring it raises CheckpointRestoreError, which names the folder to delete to
 resume from the previous checkpoint; nothing restarts silently. A save that finds the disk full
-raises DiskFullError (one line: the run stops, its earlier checkpoints intact).
+raises DiskFullError (one line: the run stops, its earlier checkpoints intact); resume in a new
+process, as the command's rerun does: in the failed one, writes the failure abandoned may still
+be filling the step's temporary folder that a new manager deletes.
 """
 
 from __future__ import annotations

@@ -19,12 +19,13 @@ Stages (--stages; default all, in this order):
               resumed, exported and evaluated by evaluate_torch (needs --data_dir):
               acceptance.json, acceptance.log.
 
-Every stage writes to --work. After each stage, job1.json (each stage's command, exit status,
-wall seconds and last lines of output) and job1.tar (--work's files, the trace apart) are
-written anew in --out, each by a rename: a call cut short returns all that finished. A stage
-still running when --budget_s is spent is stopped (its files so far are kept). Called again on
-the same machine with the stages left (the same --work), the job goes on: the candidates
-continue the baseline's sweep.json; on a fresh machine they measure their own baseline first.
+Every stage writes to --work (the profile's trace then moves to --out/trace). After each stage,
+job1.json (each stage's command, exit status, wall seconds and last lines of output) and job1.tar
+(--work's files) are written anew in --out, each by a rename: a call cut short returns all that
+finished. A stage still running when --budget_s is spent is stopped (its files so far are kept).
+Called again on the same machine with the stages left (the same --work), the job goes on: the
+candidates continue the baseline's sweep.json; on a fresh machine they measure their own
+baseline first.
 """
 
 from __future__ import annotations
@@ -84,12 +85,11 @@ def run(command: list[str], seconds: float) -> tuple[int | str, str]:
 
 
 def bundle(work: str, out: str) -> None:
-  """job1.json and job1.tar (--work's files but the trace) in `out`, each written by a rename."""
+  """job1.json and job1.tar (--work's files) in `out`, each written by a rename."""
   shutil.copy(os.path.join(work, "job1.json"), os.path.join(out, "job1.json.part"))
   with tarfile.open(os.path.join(out, "job1.tar.part"), "w") as tar:
     for name in sorted(os.listdir(work)):
-      if name != "trace":
-        tar.add(os.path.join(work, name), arcname=name)
+      tar.add(os.path.join(work, name), arcname=name)
   for name in ("job1.json", "job1.tar"):
     os.replace(os.path.join(out, name + ".part"), os.path.join(out, name))
 
@@ -126,8 +126,7 @@ def main():
                                 "wall_seconds": round(time.perf_counter() - stage_start, 1),
                                 "output_tail": output}
     if stage == "profile" and os.path.isdir(os.path.join(args.work, "trace")):
-      shutil.copytree(os.path.join(args.work, "trace"), os.path.join(args.out, "trace"),
-                      dirs_exist_ok=True)
+      shutil.move(os.path.join(args.work, "trace"), os.path.join(args.out, "trace"))
     with open(summary_path, "w") as f:
       json.dump(summary, f, indent=2)
     bundle(args.work, args.out)

@@ -33,7 +33,8 @@ def returned(out: pathlib.Path) -> dict[str, int]:
 @pytest.mark.slow
 def test_the_dry_run_brings_back_every_stages_files(tmp_path, cifar100_data_dir):
   pytest.importorskip("torch", reason="the peer stage runs PyTorch")
-  from tests.test_torch_peer import assert_both_eager_modes  # pylint: disable=import-outside-toplevel
+  # Here, not at the top: test_torch_peer skips its module without torch.
+  from tests.test_torch_peer import assert_both_eager_modes  # pylint: disable=C0415
   out, work = tmp_path / "out", tmp_path / "work"
   result = job1("--out", str(out), "--work", str(work), "--data_dir", str(cifar100_data_dir),
                 "--dry_run", "--budget_s", "1500", timeout=1800)
@@ -82,7 +83,8 @@ def test_a_spent_budget_stops_the_running_stage_and_keeps_what_came_before(tmp_p
 def test_unknown_stages_and_acceptance_without_data_are_refused(tmp_path):
   flags = ("--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"))
   unknown = job1(*flags, "--stages", "profile,speed", timeout=60)
-  assert unknown.returncode == 2 and "--stages: unknown speed; the stages: profile" in unknown.stderr
+  assert unknown.returncode == 2
+  assert "--stages: unknown speed; the stages: profile" in unknown.stderr
   no_data = job1(*flags, "--stages", "acceptance", timeout=60)
   assert no_data.returncode == 2 and "the acceptance stage needs --data_dir" in no_data.stderr
   assert not (tmp_path / "out").exists()

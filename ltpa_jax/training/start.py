@@ -112,8 +112,8 @@ def _say_where(experiment: experiment_lib.Experiment, layout: parallel.Layout, p
   where = devices.describe(experiment.config.model.dtype, layout.device_count)
   say(f"Training on {where}: {experiment.dataset.label}, {experiment.plan.num_examples} "
       f"training images; model: {parameter_overview.count_parameters(params):,} parameters"
-      + (f"; {len(labels)} runs trained together, their steps {layout.describe()}: {', '.join(labels)}."
-         if len(labels) > 1 else "."))
+      + (f"; {len(labels)} runs trained together, their steps {layout.describe()}: "
+         f"{', '.join(labels)}." if len(labels) > 1 else "."))
 
 
 def _restore_or_init(layout: parallel.Layout, ckpts, state, epoch_metrics, placed_rngs):
